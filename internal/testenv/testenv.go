@@ -1,0 +1,70 @@
+// Package testenv owns how tests find optional dependencies (shared assets, external programs, root
+// privileges) and decides whether their absence skips the test or, in CI, fails it.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// RequireAllEnv is the environment variable that turns every would-be skip into a failure. `.ci/run`
+// sets it, so that nothing CI is meant to exercise skips silently.
+const RequireAllEnv = "SIGHTLINE_REQUIRE_ALL"
+
+// Unavailable skips the test with reason, or fails it when SIGHTLINE_REQUIRE_ALL is set.
+func Unavailable(t testing.TB, reason string) {
+	t.Helper()
+	if os.Getenv(RequireAllEnv) != "" {
+		t.Fatalf("required by %s=1 but unavailable: %s", RequireAllEnv, reason)
+	}
+	t.Skip(reason)
+}
+
+// AssetsDir returns the shared assets folder: $SIGHTLINE_ASSETS when set, else ../shared/assets
+// relative to the repository root, else "" when neither exists.
+func AssetsDir() string {
+	if d := os.Getenv("SIGHTLINE_ASSETS"); d != "" {
+		return d
+	}
+	d := filepath.Join(RepoRoot(), "..", "shared", "assets")
+	if st, err := os.Stat(d); err == nil && st.IsDir() {
+		return d
+	}
+	return ""
+}
+
+// Asset returns the absolute path of a shared asset (e.g. "camera/cam_street_1280x720_25fps.h264"),
+// or marks the test unavailable when it is missing.
+func Asset(t testing.TB, rel string) string {
+	t.Helper()
+	dir := AssetsDir()
+	if dir == "" {
+		Unavailable(t, "shared assets not found: set SIGHTLINE_ASSETS or put ../shared/assets beside the repository")
+	}
+	p := filepath.Join(dir, rel)
+	if _, err := os.Stat(p); err != nil {
+		Unavailable(t, "asset "+rel+" not found in "+dir)
+	}
+	abs, _ := filepath.Abs(p)
+	return abs
+}
+
+// LookPath returns the path of an executable or marks the test unavailable, naming the Debian package
+// that provides it.
+func LookPath(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(t, name+" not installed (apt-get install -y "+debianPackage+")")
+	}
+	return p
+}
+
+// RepoRoot returns the repository root (the folder holding go.mod).
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
