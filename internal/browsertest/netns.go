@@ -30,13 +30,19 @@ const (
 // reexecScript brings loopback up inside the new namespace and replaces the shell with the test binary.
 const reexecScript = `ip link set lo up && exec "$0" "$@"`
 
+// unshareArgs make a network namespace (only lo) and a PID namespace whose init is the test binary:
+// when it exits, even killed by a timeout before its cleanups ran, the kernel kills every browser and
+// driver it started, so no Chromium outlives its test. --mount-proc gives them a matching /proc.
+var unshareArgs = []string{"--net", "--pid", "--fork", "--kill-child", "--mount-proc"}
+
 // IsolateNetwork runs the package's tests inside a private network namespace that has only a loopback
 // interface, so that every packet a browser or server sends stays on lo. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(browsertest.IsolateNetwork(m)) }
 //
 // When the process is root and not yet isolated, it re-executes the test binary under
-// `unshare --net` and returns the child's exit code. Inside the namespace, or when isolation is
+// `unshare --net --pid --fork --kill-child --mount-proc -- sh -c 'ip link set lo up && exec "$0" "$@"'`
+// and returns the child's exit code. Inside the namespace, or when isolation is
 // impossible (not root, unshare or ip missing or refused), it runs m.Run in this process; in the latter
 // case Start marks every browser test unavailable with the reason.
 func IsolateNetwork(m *testing.M) int {
@@ -48,7 +54,7 @@ func IsolateNetwork(m *testing.M) int {
 		return m.Run()
 	}
 	unshare, _ := exec.LookPath("unshare")
-	args := append([]string{"--net", "--", "sh", "-c", reexecScript, os.Args[0]}, os.Args[1:]...)
+	args := append(append(append([]string{}, unshareArgs...), "--", "sh", "-c", reexecScript, os.Args[0]), os.Args[1:]...)
 	cmd := exec.Command(unshare, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), isolatedEnv+"=1")
@@ -107,9 +113,10 @@ func cannotIsolate() string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "unshare", "--net", "--", "sh", "-c", "ip link set lo up").CombinedOutput()
+	probe := append(append([]string{}, unshareArgs...), "--", "sh", "-c", "ip link set lo up")
+	out, err := exec.CommandContext(ctx, "unshare", probe...).CombinedOutput()
 	if err != nil {
-		return strings.TrimSpace(fmt.Sprintf("unshare --net refused (%v): %s", err, out))
+		return strings.TrimSpace(fmt.Sprintf("unshare %s refused (%v): %s", strings.Join(unshareArgs, " "), err, out))
 	}
 	return ""
 }
