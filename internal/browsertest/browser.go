@@ -158,6 +158,7 @@ func (b *Browser) startDriver(t testing.TB) error {
 			b.session = ""
 		}
 		kill()
+		b.client.CloseIdleConnections()
 	})
 	return nil
 }
