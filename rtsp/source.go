@@ -339,6 +339,7 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 	stop := context.AfterFunc(ctx, c.Close) // unblocks Describe/Setup/Play on cancel
 	defer stop()
 
+	s.log.Debug("rtsp connecting")
 	desc, _, err := c.Describe(u)
 	if err != nil {
 		return 0, fmt.Errorf("describe %s: %w", redacted, err)
@@ -363,7 +364,10 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 	var firstAU sync.Once
 	var streamingSince atomic.Int64
 	asm := assembler{}
+	seenKeyframe := false // touched only by gortsplib's packet goroutine
+	var firstPacket sync.Once
 	c.OnPacketRTP(vt.medi, vt.forma, func(pkt *rtp.Packet) {
+		firstPacket.Do(func() { s.log.Debug("first rtp packet") })
 		// PacketPTS2 must see every packet, not only those that complete an access unit.
 		pts, ptsOK := c.PacketPTS2(vt.medi, pkt)
 		ntp, ntpOK := c.PacketNTP(vt.medi, pkt)
@@ -388,6 +392,13 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 		if !at.ptsOK {
 			return // before the first frame gortsplib can time (it waits for one with PTS = DTS)
 		}
+		keyframe := media.IsKeyframe(vt.codec, nalus)
+		if !keyframe && !seenKeyframe {
+			// Frames before this session's first keyframe reference pictures the readers never got (or
+			// got from the previous connection): drop them, so a reconnect resumes at a keyframe.
+			return
+		}
+		seenKeyframe = true
 		au := &media.AccessUnit{
 			Codec:    vt.codec,
 			NALUs:    nalus,
@@ -395,7 +406,7 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 			RTPTime:  at.ts,
 			NTP:      at.ntp,
 			Received: now,
-			Keyframe: media.IsKeyframe(vt.codec, nalus),
+			Keyframe: keyframe,
 		}
 		s.meter.Add(au.Size(), now)
 		firstAU.Do(func() {
@@ -409,6 +420,7 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 	if _, err := c.Play(nil); err != nil {
 		return 0, fmt.Errorf("play %s: %w", redacted, err)
 	}
+	s.log.Debug("rtsp playing", "transport", tname)
 	s.lastAU.Store(time.Now().UnixNano())
 
 	waitErr := make(chan error, 1)
@@ -476,6 +488,16 @@ type assembler struct {
 // next is called after the depacketizer saw pkt and answered err; it returns the timing of the access
 // unit completed by this packet, and false when that unit is incomplete and must be dropped.
 func (a *assembler) next(info pktInfo, pkt *rtp.Packet, err error) (pktInfo, bool) {
+	if a.has && a.pending.ts == info.ts {
+		// Packets of one unit share its timestamp, but gortsplib can time only some of them (those that
+		// start an IDR, SPS or PPS, until the first such packet): keep what any of them told.
+		if !a.pending.ptsOK && info.ptsOK {
+			a.pending.pts, a.pending.ptsOK = info.pts, true
+		}
+		if a.pending.ntp.IsZero() {
+			a.pending.ntp = info.ntp
+		}
+	}
 	switch {
 	case err == nil:
 		corrupt := a.corrupt

@@ -425,10 +425,17 @@ func TestReconnectAfterGStreamerRestart(t *testing.T) {
 		au := readAU(t, rd, 15*time.Second)
 		if au.Received.After(back) {
 			if !au.Keyframe {
-				t.Fatal("first AU after the reconnect is not a keyframe")
+				var types []int
+				for _, n := range au.NALUs {
+					types = append(types, media.NALUType(au.Codec, n))
+				}
+				t.Fatalf("first AU after the reconnect is not a keyframe: NAL types %v", types)
 			}
 			t.Logf("RECONNECT: first frame %s after the server accepted again (down %s)",
 				au.Received.Sub(back).Round(time.Millisecond), back.Sub(killed).Round(time.Millisecond))
+			if testing.Verbose() {
+				t.Logf("killed at %s, back at %s; logs:\n%s", killed.Format("15:04:05.000"), back.Format("15:04:05.000"), r.logs.String())
+			}
 			break
 		}
 	}
