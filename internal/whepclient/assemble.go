@@ -62,9 +62,8 @@ func (a *assembler) push(pkt *rtp.Packet, now time.Time) {
 		a.first = now
 		a.nalus = nil
 		a.npackets = 0
-		// After a gap a new access unit is only known intact when it visibly starts at its beginning:
-		// an access unit delimiter (H.264 7.4.1.2.3) as its first NAL unit.
-		a.damaged = gapped && !startsWithAUD(pkt.Payload)
+		// After a gap a new access unit is only known intact when it visibly starts at its beginning.
+		a.damaged = gapped && !startsAU(pkt.Payload)
 	}
 	a.npackets++
 	if len(pkt.Payload) > 0 {
@@ -80,17 +79,35 @@ func (a *assembler) push(pkt *rtp.Packet, now time.Time) {
 	}
 }
 
-// startsWithAUD reports whether an RTP H.264 payload begins with an access unit delimiter, either as a
-// single NAL unit packet or as the first NAL unit of a STAP-A (RFC 6184 §5.7.1).
-func startsWithAUD(p []byte) bool {
-	if len(p) == 0 {
+// startsAU reports whether an RTP H.264 payload visibly begins an access unit: its first NAL unit is
+// one that only precedes the first slice (SEI, SPS, PPS, AUD: H.264 7.4.1.2.3) or is a slice with
+// first_mb_in_slice = 0 (ue(v) 0 is the single bit 1), as a single NAL unit packet, the first NAL unit of
+// a STAP-A (RFC 6184 §5.7.1) or the start fragment of an FU-A (§5.8). Needed because senders such as
+// pion drop access unit delimiters.
+func startsAU(p []byte) bool {
+	if len(p) < 2 {
 		return false
 	}
+	var typ, next byte
 	switch p[0] & 0x1f {
-	case 9:
+	case 24: // STAP-A: header, 2-byte size, NAL header, first payload byte
+		if len(p) < 5 {
+			return false
+		}
+		typ, next = p[3]&0x1f, p[4]
+	case 28: // FU-A: indicator, FU header (start bit, type), first payload byte
+		if len(p) < 3 || p[1]&0x80 == 0 {
+			return false
+		}
+		typ, next = p[1]&0x1f, p[2]
+	default:
+		typ, next = p[0]&0x1f, p[1]
+	}
+	switch typ {
+	case 6, 7, 8, 9:
 		return true
-	case 24:
-		return len(p) >= 4 && p[3]&0x1f == 9
+	case 1, 5:
+		return next&0x80 != 0
 	}
 	return false
 }

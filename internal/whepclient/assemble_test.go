@@ -17,7 +17,7 @@ func TestAssembler(t *testing.T) {
 	stapAUDSPS := []byte{24, 0, 2, 0x09, 0xf0, 0, 3, 0x67, 0x42, 0x1f}
 	idrStart := []byte{0x7c, 0x85, 0xaa} // FU-A start of an IDR
 	idrEnd := []byte{0x7c, 0x45, 0xbb}   // FU-A end
-	pslice := []byte{0x41, 0x9a}
+	pslice := []byte{0x41, 0x9a} // first_mb_in_slice = 0
 	cases := []struct {
 		name      string
 		pkts      []*rtp.Packet
@@ -55,15 +55,25 @@ func TestAssembler(t *testing.T) {
 			lost: 2,
 		},
 		{
-			name: "head lost without AUD",
+			name: "head lost: slice with first_mb_in_slice > 0",
 			pkts: []*rtp.Packet{
 				pkt(1, 100, true, pslice...),
-				pkt(3, 200, true, pslice...),
+				pkt(3, 200, true, 0x41, 0x1a),
 				pkt(4, 300, true, pslice...),
 			},
 			want: [][][]byte{{pslice}, {pslice}},
 			keys: []bool{false, false},
 			lost: 1, inc: 1,
+		},
+		{
+			name: "frame lost, next starts with FU-A IDR first slice",
+			pkts: []*rtp.Packet{
+				pkt(1, 100, true, pslice...),
+				pkt(4, 300, false, idrStart...), pkt(5, 300, true, idrEnd...),
+			},
+			want: [][][]byte{{pslice}, {{0x65, 0xaa, 0xbb}}},
+			keys: []bool{false, true},
+			lost: 2,
 		},
 		{
 			name: "missing marker completes on next timestamp",

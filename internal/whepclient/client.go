@@ -194,6 +194,9 @@ func (c *Client) newPeerConnection() error {
 		if err != nil {
 			return fmt.Errorf("whep: listen on loopback: %w", err)
 		}
+		// Keyframes arrive as bursts of ~100 packets; the default receive buffer (208 KiB of skb truesize)
+		// overflows on loopback. The kernel caps this at net.core.rmem_max.
+		_ = conn.SetReadBuffer(4 << 20)
 		c.conn = loopbackConn{conn}
 		c.mux = webrtc.NewICEUDPMux(nil, c.conn)
 		se.SetICEUDPMux(c.mux)
