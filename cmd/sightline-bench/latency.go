@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"sightline/internal/stamp"
+	"sightline/internal/whepclient"
+)
+
+type latencyConfig struct {
+	clip      string
+	fps       float64
+	transport string
+	duration  time.Duration
+	json      bool
+	logLevel  slog.Level
+}
+
+// viewerResult is one reader's figures over the measurement window.
+type viewerResult struct {
+	Name     string  `json:"name"`
+	Expected int     `json:"frames_published"`
+	Frames   int     `json:"frames"`
+	Lost     int     `json:"frames_lost"`
+	Latency  summary `json:"latency"`
+	// WHEP only: RTP-level counters of the client.
+	RTPPacketsLost   uint64 `json:"rtp_packets_lost,omitempty"`
+	IncompleteFrames uint64 `json:"incomplete_frames,omitempty"`
+}
+
+type latencyResult struct {
+	Command   string         `json:"command"`
+	Clip      string         `json:"clip"`
+	Transport string         `json:"transport"`
+	Window    string         `json:"window"`
+	Readers   []viewerResult `json:"readers"`
+	Added     summary        `json:"added"`
+	GoalMet   bool           `json:"goal_met"`
+}
+
+// arrivals records, per frame index, the latency (arrival - stamp) one reader saw.
+type arrivals struct {
+	mu sync.Mutex
+	m  map[uint64]time.Duration
+}
+
+func newArrivals() *arrivals { return &arrivals{m: make(map[uint64]time.Duration)} }
+
+func (a *arrivals) add(idx uint64, stamped, arrived time.Time) {
+	a.mu.Lock()
+	if _, dup := a.m[idx]; !dup {
+		a.m[idx] = arrived.Sub(stamped)
+	}
+	a.mu.Unlock()
+}
+
+func (a *arrivals) window(lo, hi uint64) map[uint64]time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[uint64]time.Duration)
+	for i, d := range a.m {
+		if i >= lo && i < hi {
+			out[i] = d
+		}
+	}
+	return out
+}
+
+func latencyFlags(args []string, stderr io.Writer) (latencyConfig, error) {
+	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := latencyConfig{}
+	fs.StringVar(&c.clip, "clip", defaultClip(), "Annex-B H.264 clip to publish (looped)")
+	fs.Float64Var(&c.fps, "fps", 25, "publishing frame rate")
+	fs.StringVar(&c.transport, "transport", "tcp", "RTSP transport for Sightline and the baseline: tcp or udp")
+	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement window")
+	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
+	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := c.logLevel.UnmarshalText([]byte(*ll)); err != nil {
+		return c, fmt.Errorf("-log-level: %w", err)
+	}
+	if c.transport != "tcp" && c.transport != "udp" {
+		return c, fmt.Errorf("-transport %q: want tcp or udp", c.transport)
+	}
+	if c.duration <= 0 || c.duration > time.Hour {
+		return c, fmt.Errorf("-duration %v: want (0, 1h]", c.duration)
+	}
+	return c, nil
+}
+
+// runLatency measures per-frame latency of a direct RTSP reader and of a WHEP viewer of Sightline, both
+// fed by the same stamped publisher, and prints both and their difference.
+func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latencyResult, error) {
+	pub, err := newPublisher(c.clip, c.fps)
+	if err != nil {
+		return nil, err
+	}
+	defer pub.close()
+
+	g, err := startSightline(ctx, pub.URL, c.transport, c.logLevel)
+	if err != nil {
+		return nil, err
+	}
+	defer g.Close()
+
+	base, whep := newArrivals(), newArrivals()
+	bl, err := startBaseline(pub.URL, c.transport, base.add)
+	if err != nil {
+		return nil, err
+	}
+	defer bl.close()
+
+	firstKey := make(chan struct{})
+	var once sync.Once
+	dialCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	wc, err := whepclient.Dial(dialCtx, "http://"+g.HTTPAddr()+"/whep/cam1", whepclient.Options{
+		LoopbackOnly: true,
+		SendPLI:      true,
+		OnFrame: func(f whepclient.Frame) {
+			if idx, t, ok := stamp.Find(f.NALUs); ok {
+				whep.add(idx, t, f.CompleteAt)
+			}
+			if f.Keyframe {
+				once.Do(func() { close(firstKey) })
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer wc.Close()
+	select {
+	case <-firstKey:
+	case <-dialCtx.Done():
+		return nil, fmt.Errorf("no keyframe from WHEP within 20 s (client stats %+v)", wc.Stats())
+	}
+
+	st0 := wc.Stats()
+	start := time.Now()
+	select {
+	case <-time.After(c.duration):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	end := time.Now()
+	// Let frames stamped just before the end arrive.
+	time.Sleep(500 * time.Millisecond)
+	lo, hi := pub.indexRange(start, end)
+
+	res := &latencyResult{
+		Command: commandLine(), Clip: c.clip, Transport: c.transport,
+		Window: fmt.Sprintf("%v (frames %d..%d)", end.Sub(start).Round(time.Millisecond), lo, hi),
+	}
+	bw, ww := base.window(lo, hi), whep.window(lo, hi)
+	for _, r := range []struct {
+		name string
+		m    map[uint64]time.Duration
+	}{{"rtsp direct (baseline)", bw}, {"sightline whep", ww}} {
+		d := make([]time.Duration, 0, len(r.m))
+		for _, v := range r.m {
+			d = append(d, v)
+		}
+		res.Readers = append(res.Readers, viewerResult{
+			Name: r.name, Expected: int(hi - lo), Frames: len(r.m), Lost: int(hi-lo) - len(r.m), Latency: summarize(d),
+		})
+	}
+	st := wc.Stats()
+	res.Readers[1].RTPPacketsLost, res.Readers[1].IncompleteFrames = st.Lost-st0.Lost, st.Incomplete-st0.Incomplete
+	if os.Getenv("BENCH_DEBUG") != "" {
+		for i := lo; i < hi; i++ {
+			_, b := bw[i]
+			_, w := ww[i]
+			if !b || !w {
+				fmt.Fprintf(os.Stderr, "frame %d: baseline %v whep %v\n", i, b, w)
+			}
+		}
+	}
+	var added []time.Duration
+	for i, w := range ww {
+		if b, ok := bw[i]; ok {
+			added = append(added, w-b)
+		}
+	}
+	res.Added = summarize(added)
+	res.GoalMet = res.Added.N > 0 && res.Added.Median <= 5 && res.Added.P99 <= 20
+	return res, nil
+}
+
+func printLatency(w io.Writer, r *latencyResult, asJSON bool) {
+	if asJSON {
+		e := json.NewEncoder(w)
+		e.SetIndent("", "  ")
+		_ = e.Encode(r)
+		return
+	}
+	fmt.Fprintf(w, "clip: %s\ntransport: %s, window: %s\n\n", r.Clip, r.Transport, r.Window)
+	t := table{head: []string{"reader", "published", "frames", "lost", "median ms", "p95 ms", "p99 ms", "max ms"}}
+	for _, v := range r.Readers {
+		t.add(v.Name, fmt.Sprint(v.Expected), fmt.Sprint(v.Frames), fmt.Sprint(v.Lost),
+			ms(v.Latency.Median), ms(v.Latency.P95), ms(v.Latency.P99), ms(v.Latency.Max))
+	}
+	t.add("added by sightline", "", fmt.Sprint(r.Added.N), "", ms(r.Added.Median), ms(r.Added.P95), ms(r.Added.P99), ms(r.Added.Max))
+	t.print(w)
+	verdict := "MET"
+	if !r.GoalMet {
+		verdict = "NOT MET"
+	}
+	fmt.Fprintf(w, "\ngoal: added <= 5 ms median, <= 20 ms p99: %s\n", verdict)
+	if len(r.Readers) > 1 {
+		fmt.Fprintf(w, "whep client during the window: %d RTP packets lost, %d incomplete access units\n",
+			r.Readers[1].RTPPacketsLost, r.Readers[1].IncompleteFrames)
+	}
+	fmt.Fprintln(w, "latency = arrival of the whole access unit - publisher wall-clock just before its RTP packets were written")
+}
