@@ -25,6 +25,11 @@ type handlerEnv struct {
 
 func newHandlerEnv(t *testing.T, cfg Config) *handlerEnv {
 	t.Helper()
+	return newHandlerEnvTB(t, cfg)
+}
+
+func newHandlerEnvTB(t testing.TB, cfg Config) *handlerEnv {
+	t.Helper()
 	cfg.LoopbackOnly = true
 	cfg.Logger = testLogger(t)
 	srv, err := NewServer(cfg, newFakeResolver("cam1"))
