@@ -1,0 +1,488 @@
+// Package gateway is Sightline's composition root: it loads and validates the configuration, owns the
+// camera registry (each camera's source and stream), and serves the HTTP surface (UI, REST API, WHEP,
+// WebSocket signaling, health). It wires the other packages together and must hold no media logic itself.
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"sightline/rtsp"
+	"sightline/webrtc"
+)
+
+// Config is the whole configuration file. Keys are camelCase in YAML; unknown keys are errors.
+type Config struct {
+	HTTP    HTTPConfig     `yaml:"http"`
+	Log     LogConfig      `yaml:"log"`
+	WebRTC  WebRTCConfig   `yaml:"webrtc"`
+	Cameras []CameraConfig `yaml:"cameras"`
+
+	// baseDir resolves relative file: camera URLs (the config file's folder).
+	baseDir string
+}
+
+// HTTPConfig configures the single HTTP listener.
+type HTTPConfig struct {
+	Listen       string   `yaml:"listen"`
+	AllowOrigins []string `yaml:"allowOrigins"`
+}
+
+// LogConfig configures structured logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error
+	Format string `yaml:"format"` // text | json
+}
+
+// WebRTCConfig configures the WebRTC server (see webrtc.Config).
+type WebRTCConfig struct {
+	UDPPort         int                `yaml:"udpPort"`
+	LoopbackOnly    bool               `yaml:"loopbackOnly"`
+	NAT1To1IPs      []string           `yaml:"nat1to1IPs"`
+	AdditionalHosts []string           `yaml:"additionalHosts"`
+	ICEServers      []webrtc.ICEServer `yaml:"iceServers"`
+	MaxSessions     int                `yaml:"maxSessions"`
+}
+
+// CameraConfig is one camera.
+type CameraConfig struct {
+	ID          string   `yaml:"id"`
+	URL         string   `yaml:"url"`
+	Transport   string   `yaml:"transport"` // auto | tcp | udp (RTSP only)
+	Enabled     *bool    `yaml:"enabled"`   // default true
+	Username    string   `yaml:"username"`  // alternative to user:pass@ in the URL
+	Password    string   `yaml:"password"`
+	ReadTimeout Duration `yaml:"readTimeout"` // no frames for this long = failure (default 5s)
+}
+
+// IsEnabled reports whether the camera should run (enabled is true unless set to false).
+func (c CameraConfig) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// Duration is a time.Duration written as "5s", "250ms" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. 5s, 250ms)", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ConfigError is a configuration problem tied to one key.
+type ConfigError struct {
+	Key string // dotted path, e.g. cameras[0].url
+	Msg string
+}
+
+func (e *ConfigError) Error() string { return e.Key + ": " + e.Msg }
+
+func keyErr(key, format string, args ...any) error {
+	return &ConfigError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Defaults.
+const (
+	defaultListen      = ":8080"
+	defaultUDPPort     = 8189
+	defaultReadTimeout = 5 * time.Second
+	maxConfigSize      = 1 << 20
+)
+
+// LoadConfig reads a YAML file, applies SIGHTLINE_* environment overrides and validates the result.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolve config path %s: %w", path, err)
+	}
+	cfg, err := decodeConfig(data, filepath.Dir(abs))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := applyEnv(cfg, os.Environ()); err != nil {
+		return nil, fmt.Errorf("environment: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes and validates YAML without environment overrides; relative file: URLs resolve
+// against baseDir.
+func ParseConfig(data []byte, baseDir string) (*Config, error) {
+	cfg, err := decodeConfig(data, baseDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func decodeConfig(data []byte, baseDir string) (*Config, error) {
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("config is %d bytes, larger than the %d byte limit", len(data), maxConfigSize)
+	}
+	cfg := &Config{baseDir: baseDir}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return applyDefaults(cfg), nil // empty file: all defaults
+		}
+		return nil, fmt.Errorf("parse YAML: %w", err)
+	}
+	if len(root.Content) == 0 {
+		return applyDefaults(cfg), nil
+	}
+	if err := checkKeys(root.Content[0], reflect.TypeOf(*cfg), ""); err != nil {
+		return nil, err
+	}
+	if err := root.Decode(cfg); err != nil {
+		return nil, fmt.Errorf("decode config: %s", cleanYAMLError(err))
+	}
+	return applyDefaults(cfg), nil
+}
+
+func cleanYAMLError(err error) string {
+	return strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n  "), "\n  ", "; ")
+}
+
+// checkKeys walks the YAML tree against the Go type and rejects keys the type does not have, naming the
+// full key path, so that a typo never silently falls back to a default.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == reflect.TypeOf(Duration(0)) {
+		if _, err := time.ParseDuration(n.Value); err != nil {
+			return keyErr(orRoot(path), "line %d: invalid duration %q (want e.g. 5s, 250ms)", n.Line, n.Value)
+		}
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				return nil
+			}
+			return keyErr(orRoot(path), "line %d: want a mapping of keys, got %s", n.Line, nodeKind(n))
+		}
+		fields := map[string]reflect.StructField{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if name != "" && name != "-" {
+				fields[name] = f
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			key := joinKey(path, k.Value)
+			f, ok := fields[k.Value]
+			if !ok {
+				return keyErr(key, "line %d: unknown key (known keys here: %s)", k.Line, strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
+			}
+			if err := checkKeys(v, f.Type, key); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice:
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+			return nil
+		}
+		if n.Kind != yaml.SequenceNode {
+			return keyErr(orRoot(path), "line %d: want a list, got %s", n.Line, nodeKind(n))
+		}
+		for i, item := range n.Content {
+			if err := checkKeys(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func orRoot(path string) string {
+	if path == "" {
+		return "(top level)"
+	}
+	return path
+}
+
+func nodeKind(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	default:
+		return fmt.Sprintf("%q", n.Value)
+	}
+}
+
+func joinKey(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func applyDefaults(cfg *Config) *Config {
+	if cfg.HTTP.Listen == "" {
+		cfg.HTTP.Listen = defaultListen
+	}
+	if cfg.HTTP.AllowOrigins == nil {
+		cfg.HTTP.AllowOrigins = []string{"*"}
+	}
+	if cfg.Log.Level == "" {
+		cfg.Log.Level = "info"
+	}
+	if cfg.Log.Format == "" {
+		cfg.Log.Format = "text"
+	}
+	if cfg.WebRTC.UDPPort == 0 {
+		cfg.WebRTC.UDPPort = defaultUDPPort
+	}
+	for i := range cfg.Cameras {
+		c := &cfg.Cameras[i]
+		if c.Transport == "" {
+			c.Transport = "auto"
+		}
+		if c.ReadTimeout == 0 {
+			c.ReadTimeout = Duration(defaultReadTimeout)
+		}
+	}
+	return cfg
+}
+
+// envKeys lists the SIGHTLINE_* overrides applyEnv knows. Cameras are configured in the file only.
+var envKeys = []string{
+	"SIGHTLINE_HTTP_LISTEN", "SIGHTLINE_HTTP_ALLOWORIGINS",
+	"SIGHTLINE_LOG_LEVEL", "SIGHTLINE_LOG_FORMAT",
+	"SIGHTLINE_WEBRTC_UDPPORT", "SIGHTLINE_WEBRTC_LOOPBACKONLY", "SIGHTLINE_WEBRTC_NAT1TO1IPS",
+	"SIGHTLINE_WEBRTC_ADDITIONALHOSTS", "SIGHTLINE_WEBRTC_MAXSESSIONS",
+}
+
+// applyEnv applies SIGHTLINE_* overrides from environ ("KEY=value" entries). Unknown SIGHTLINE_ keys
+// that look like config keys are rejected so a typo is never silently ignored; SIGHTLINE_ASSETS and
+// other non-config settings are left alone.
+func applyEnv(cfg *Config, environ []string) error {
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "SIGHTLINE_") {
+			continue
+		}
+		var err error
+		switch k {
+		case "SIGHTLINE_HTTP_LISTEN":
+			cfg.HTTP.Listen = v
+		case "SIGHTLINE_HTTP_ALLOWORIGINS":
+			cfg.HTTP.AllowOrigins = splitList(v)
+		case "SIGHTLINE_LOG_LEVEL":
+			cfg.Log.Level = v
+		case "SIGHTLINE_LOG_FORMAT":
+			cfg.Log.Format = v
+		case "SIGHTLINE_WEBRTC_UDPPORT":
+			cfg.WebRTC.UDPPort, err = strconv.Atoi(v)
+		case "SIGHTLINE_WEBRTC_LOOPBACKONLY":
+			cfg.WebRTC.LoopbackOnly, err = strconv.ParseBool(v)
+		case "SIGHTLINE_WEBRTC_NAT1TO1IPS":
+			cfg.WebRTC.NAT1To1IPs = splitList(v)
+		case "SIGHTLINE_WEBRTC_ADDITIONALHOSTS":
+			cfg.WebRTC.AdditionalHosts = splitList(v)
+		case "SIGHTLINE_WEBRTC_MAXSESSIONS":
+			cfg.WebRTC.MaxSessions, err = strconv.Atoi(v)
+		default:
+			if strings.HasPrefix(k, "SIGHTLINE_HTTP_") || strings.HasPrefix(k, "SIGHTLINE_LOG_") ||
+				strings.HasPrefix(k, "SIGHTLINE_WEBRTC_") {
+				return fmt.Errorf("%s: unknown setting (known: %s)", k, strings.Join(envKeys, ", "))
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%s=%q: %w", k, v, err)
+		}
+	}
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var cameraIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// Validate checks every value and names the offending key.
+func (cfg *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(cfg.HTTP.Listen); err != nil {
+		return keyErr("http.listen", "%q is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")", cfg.HTTP.Listen)
+	}
+	for i, o := range cfg.HTTP.AllowOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			return keyErr(fmt.Sprintf("http.allowOrigins[%d]", i), "%q is not an origin like https://example.com or \"*\"", o)
+		}
+	}
+	switch cfg.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return keyErr("log.level", "%q is not one of debug, info, warn, error", cfg.Log.Level)
+	}
+	switch cfg.Log.Format {
+	case "text", "json":
+	default:
+		return keyErr("log.format", "%q is not one of text, json", cfg.Log.Format)
+	}
+	if p := cfg.WebRTC.UDPPort; p < 0 || p > 65535 {
+		return keyErr("webrtc.udpPort", "%d is not a port (0-65535; 0 picks a free one)", p)
+	}
+	if cfg.WebRTC.MaxSessions < 0 {
+		return keyErr("webrtc.maxSessions", "%d must be 0 (unlimited) or more", cfg.WebRTC.MaxSessions)
+	}
+	for i, ip := range cfg.WebRTC.NAT1To1IPs {
+		if net.ParseIP(ip) == nil {
+			return keyErr(fmt.Sprintf("webrtc.nat1to1IPs[%d]", i), "%q is not an IP address", ip)
+		}
+	}
+	for i, ip := range cfg.WebRTC.AdditionalHosts {
+		if net.ParseIP(ip) == nil {
+			return keyErr(fmt.Sprintf("webrtc.additionalHosts[%d]", i), "%q is not an IP address", ip)
+		}
+	}
+	for i, s := range cfg.WebRTC.ICEServers {
+		key := fmt.Sprintf("webrtc.iceServers[%d].urls", i)
+		if len(s.URLs) == 0 {
+			return keyErr(key, "at least one stun:/turn:/turns: URL is required")
+		}
+		for _, u := range s.URLs {
+			if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "stuns:") &&
+				!strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+				return keyErr(key, "%q must start with stun:, stuns:, turn: or turns:", u)
+			}
+		}
+	}
+	seen := map[string]int{}
+	for i := range cfg.Cameras {
+		c := &cfg.Cameras[i]
+		key := fmt.Sprintf("cameras[%d]", i)
+		if c.ID == "" {
+			return keyErr(key+".id", "is required")
+		}
+		if !cameraIDPattern.MatchString(c.ID) {
+			return keyErr(key+".id", "%q must be 1-64 letters, digits, '-' or '_', starting with a letter or digit", c.ID)
+		}
+		if j, dup := seen[c.ID]; dup {
+			return keyErr(key+".id", "%q is already used by cameras[%d]", c.ID, j)
+		}
+		seen[c.ID] = i
+		if c.URL == "" {
+			return keyErr(key+".url", "is required (rtsp://, rtsps:// or file:)")
+		}
+		switch c.Transport {
+		case "auto", "tcp", "udp":
+		default:
+			return keyErr(key+".transport", "%q is not one of auto, tcp, udp", c.Transport)
+		}
+		if c.ReadTimeout < Duration(500*time.Millisecond) {
+			return keyErr(key+".readTimeout", "%s is too short (at least 500ms)", time.Duration(c.ReadTimeout))
+		}
+		kind, err := cameraKind(c.URL)
+		if err != nil {
+			return keyErr(key+".url", "%v", err)
+		}
+		switch kind {
+		case kindFile:
+			if c.Username != "" || c.Password != "" {
+				return keyErr(key+".username", "credentials apply to rtsp:// and rtsps:// cameras only")
+			}
+			if _, err := cfg.filePath(c.URL); err != nil {
+				return keyErr(key+".url", "%v", err)
+			}
+		case kindRTSP:
+			if err := rtsp.ValidateURL(c.URL); err != nil {
+				return keyErr(key+".url", "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+type sourceKind int
+
+const (
+	kindRTSP sourceKind = iota
+	kindFile
+)
+
+// cameraKind tells file from RTSP URLs without echoing credentials in errors.
+func cameraKind(raw string) (sourceKind, error) {
+	scheme, _, ok := strings.Cut(raw, ":")
+	if !ok {
+		return 0, fmt.Errorf("%q has no scheme (want rtsp://, rtsps:// or file:)", rtsp.Redact(raw))
+	}
+	switch strings.ToLower(scheme) {
+	case "rtsp", "rtsps":
+		return kindRTSP, nil
+	case "file":
+		return kindFile, nil
+	default:
+		return 0, fmt.Errorf("unsupported scheme %q (want rtsp, rtsps or file)", scheme)
+	}
+}
+
+// filePath returns the absolute path of a file: URL: file:///abs/path, or file:rel/path resolved
+// against the config file's folder.
+func (cfg *Config) filePath(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("parse %q: %v", raw, err)
+	}
+	var p string
+	switch {
+	case u.Opaque != "":
+		p = u.Opaque
+	case u.Host != "" && u.Host != "localhost":
+		return "", fmt.Errorf("%q: file URLs name a local path (file:///abs/path or file:relative/path), not host %q", raw, u.Host)
+	default:
+		p = u.Path
+	}
+	if p == "" {
+		return "", fmt.Errorf("%q has no path", raw)
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(cfg.baseDir, p)
+	}
+	return filepath.Clean(p), nil
+}
