@@ -2,6 +2,10 @@ module sightline
 
 go 1.26
 
+// Pins (see ../shared/testing/RTSP.md and BROWSER.md):
+//   - gortsplib v4.16.2 is the last real v4 release (v4.16.3 is an empty stub) and needs mediacommon/v2 v2.4.1;
+//     github.com/bluenviron/* refuse @latest on the proxy, so versions are exact.
+//   - pion/webrtc is held at v4.2.20: v4.2.21+ need pion/transport/v5 v5.1.x, which the module proxy refuses.
 require (
 	github.com/bluenviron/gortsplib/v4 v4.16.2
 	github.com/bluenviron/mediacommon/v2 v2.4.1
