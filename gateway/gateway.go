@@ -51,7 +51,7 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 		AdditionalHosts: cfg.WebRTC.AdditionalHosts,
 		ICEServers:      cfg.WebRTC.ICEServers,
 		MaxSessions:     cfg.WebRTC.MaxSessions,
-		Logger:          log.With("component", "webrtc"),
+		Logger:          log,
 	}, g)
 	if err != nil {
 		return nil, fmt.Errorf("start webrtc on udp port %d: %w", cfg.WebRTC.UDPPort, err)
