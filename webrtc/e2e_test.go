@@ -24,12 +24,12 @@ func TestWHEPPassthroughStreet(t *testing.T) {
 	v.whepConnect(t, env, "street")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	fed := feed(ctx, env.resolver.streams["street"], aus, 10*time.Millisecond, true)
+	fed := feed(ctx, env.resolver.streams["street"], aus, 40*time.Millisecond, true) // real time: keyframes are ~100 packets
 	defer func() { cancel(); <-fed }()
-	waitFor(t, 30*time.Second, "60 access units", func() bool { return len(v.received()) >= 60 })
+	waitFor(t, 30*time.Second, "130 access units", func() bool { return len(v.received()) >= 130 })
 	cancel()
 	<-fed
-	checkAUs(t, v.received(), aus, 60)
+	checkAUs(t, v.received(), aus, 50)
 	if sf := env.srv.SentFrames("street", VariantRaw); len(sf) == 0 || sf[len(sf)-1].SentAt.IsZero() {
 		t.Fatalf("SentFrames = %d entries", len(sf))
 	}
@@ -87,11 +87,21 @@ func TestSignalPassthrough(t *testing.T) {
 		t.Fatalf("%+v", m)
 	}
 
+	// Candidates gathered before the offer is sent wait for it, as a real client's queue would.
+	var cmu sync.Mutex
+	offerSent := false
+	var queued []pwebrtc.ICECandidateInit
 	v.pc.OnICECandidate(func(c *pwebrtc.ICECandidate) {
-		if c != nil {
-			init := c.ToJSON()
-			send(map[string]any{"type": "candidate", "candidate": init})
+		if c == nil {
+			return
 		}
+		cmu.Lock()
+		defer cmu.Unlock()
+		if !offerSent {
+			queued = append(queued, c.ToJSON())
+			return
+		}
+		send(map[string]any{"type": "candidate", "candidate": c.ToJSON()})
 	})
 	offer, err := v.pc.CreateOffer(nil)
 	if err != nil {
@@ -100,7 +110,13 @@ func TestSignalPassthrough(t *testing.T) {
 	if err := v.pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
 	}
+	cmu.Lock()
 	send(map[string]any{"type": "offer", "camera": "cam1", "variant": "raw", "sdp": offer.SDP})
+	for _, c := range queued {
+		send(map[string]any{"type": "candidate", "candidate": c})
+	}
+	offerSent = true
+	cmu.Unlock()
 	m := read()
 	if m.Type != "answer" || m.Session == "" {
 		t.Fatalf("want answer, got %+v", m)
@@ -133,7 +149,7 @@ func TestSignalPassthrough(t *testing.T) {
 
 	fctx, fcancel := context.WithCancel(context.Background())
 	fed := feed(fctx, env.resolver.streams["cam1"], aus, 10*time.Millisecond, true)
-	waitFor(t, 30*time.Second, "40 access units", func() bool { return len(v.received()) >= 40 })
+	waitFor(t, 30*time.Second, "80 access units", func() bool { return len(v.received()) >= 80 })
 	fcancel()
 	<-fed
 	checkAUs(t, v.received(), aus, 40)

@@ -118,6 +118,9 @@ func (c *signalConn) writer() {
 		case <-c.ctx.Done():
 			return
 		case m := <-c.out:
+			if m.Type == "" {
+				return // sentinel: everything before it is written
+			}
 			b, err := json.Marshal(m)
 			if err != nil {
 				continue
@@ -193,12 +196,12 @@ func (s *Server) handleSignal(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		if !c.handle(m) {
-			// Let the writer flush the close message, then end.
-			flushCtx, fcancel := context.WithTimeout(ctx, time.Second)
-			for len(c.out) > 0 && flushCtx.Err() == nil {
-				time.Sleep(5 * time.Millisecond)
+			// Let the writer write everything queued (the close message), then end.
+			c.send(signalMessage{}) // the writer stops at this sentinel
+			select {
+			case <-writerDone:
+			case <-time.After(time.Second):
 			}
-			fcancel()
 			return
 		}
 	}
