@@ -89,6 +89,7 @@ func newSource(cfg *Config, cc CameraConfig, out *media.Stream, log *slog.Logger
 		URL:         u,
 		Transport:   cc.Transport,
 		ReadTimeout: time.Duration(cc.ReadTimeout),
+		TLSInsecure: cc.TLSInsecure,
 		Logger:      log,
 	}, out), nil
 }

@@ -68,6 +68,7 @@ type CameraConfig struct {
 	Username    string   `yaml:"username"`  // alternative to user:pass@ in the URL
 	Password    string   `yaml:"password"`
 	ReadTimeout Duration `yaml:"readTimeout"` // no frames for this long = failure (default 5s)
+	TLSInsecure bool     `yaml:"tlsInsecure"` // rtsps: accept a self-signed camera certificate
 }
 
 // IsEnabled reports whether the camera should run (enabled is true unless set to false).
@@ -421,6 +422,9 @@ func (cfg *Config) Validate() error {
 		kind, err := cameraKind(c.URL)
 		if err != nil {
 			return keyErr(key+".url", "%v", err)
+		}
+		if c.TLSInsecure && !strings.HasPrefix(strings.ToLower(c.URL), "rtsps:") {
+			return keyErr(key+".tlsInsecure", "applies to rtsps:// cameras only")
 		}
 		switch kind {
 		case kindFile:

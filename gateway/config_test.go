@@ -65,6 +65,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad duration", "cameras: [{id: a, url: 'rtsp://h/x', readTimeout: soon}]\n", "cameras[0].readTimeout", "invalid duration"},
 		{"short timeout", "cameras: [{id: a, url: 'rtsp://h/x', readTimeout: 1ms}]\n", "cameras[0].readTimeout", "too short"},
 		{"credentials on file", "cameras: [{id: a, url: 'file:/x', username: u}]\n", "cameras[0].username", "rtsp"},
+		{"tls on plain rtsp", "cameras: [{id: a, url: 'rtsp://h/x', tlsInsecure: true}]\n", "cameras[0].tlsInsecure", "rtsps"},
 		{"wrong shape", "cameras: {id: a}\n", "cameras", "want a list"},
 		{"bad yaml", "cameras: [\n", "", "parse YAML"},
 	}
