@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +34,8 @@ type fanoutConfig struct {
 	dialParallel   int
 	json           bool
 	logLevel       slog.Level
+	cpuProfile     string
+	blockProfile   string
 }
 
 func parseViewers(s string) ([]int, error) {
@@ -59,6 +62,8 @@ func fanoutFlags(args []string, stderr io.Writer) (fanoutConfig, error) {
 	fs.BoolVar(&c.clientsProcess, "clients-process", false, "run the viewers in a child process, so the CPU figure is Sightline's (plus the publisher) alone")
 	fs.IntVar(&c.dialParallel, "dial-parallel", 16, "viewers connecting at once")
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process over each run's window to FILE (FILE.<viewers> when several counts run)")
+	fs.StringVar(&c.blockProfile, "blockprofile", "", "record blocking and mutex contention over the runs; write FILE.block and FILE.mutex at the end")
 	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -222,6 +227,10 @@ type fanoutRun struct {
 	GoroutinesPre  int     `json:"goroutines_before"` // this process
 	GoroutinesMid  int     `json:"goroutines_during"` // this process
 	GoroutinesPost int     `json:"goroutines_after"`  // this process, after every viewer left
+	MachineCPU     float64 `json:"machine_cpu_pct"`   // every process on the machine, ours and others'
+	UDPInErrors    int64   `json:"udp_in_errors"`     // machine-wide /proc/net/snmp deltas over the window
+	UDPRcvbufErrs  int64   `json:"udp_rcvbuf_errors"` // (receive queues full: the receiver was too slow)
+	UDPSndbufErrs  int64   `json:"udp_sndbuf_errors"`
 	ServerViewers  int     `json:"server_viewers_during"`
 	ServerAfter    int     `json:"server_viewers_after"`
 }
@@ -252,6 +261,11 @@ func runFanout(ctx context.Context, c fanoutConfig, progress io.Writer) (*fanout
 		return nil, err
 	}
 
+	if c.blockProfile != "" {
+		runtime.SetBlockProfileRate(int(time.Millisecond))
+		runtime.SetMutexProfileFraction(10)
+		defer writeNamedProfiles(c.blockProfile)
+	}
 	res := &fanoutResult{Command: commandLine(), Clip: c.clip, CPUs: runtime.NumCPU(), ClientsProcess: c.clientsProcess, Duration: c.duration.String()}
 	for _, n := range c.viewers {
 		if ctx.Err() != nil {
@@ -260,15 +274,28 @@ func runFanout(ctx context.Context, c fanoutConfig, progress io.Writer) (*fanout
 		fmt.Fprintf(progress, "fanout: %d viewers...\n", n)
 		run := fanoutRun{Viewers: n, GoroutinesPre: settleGoroutines(0, 2*time.Second)}
 		var cpu, ccpu cpuMeter
+		var mcpu machineMeter
+		var udp0 map[string]int64
 		childPID := 0
+		var prof *os.File
 		onStart := func() {
+			prof = startProfile(c.cpuProfile, n, len(c.viewers) > 1)
 			cpu = startCPU(0)
+			mcpu = startMachine()
+			udp0 = udpCounters()
 			if childPID > 0 {
 				ccpu = startCPU(childPID)
 			}
 		}
 		onEnd := func() {
 			run.CPUPercent = cpu.percent()
+			run.MachineCPU = mcpu.percent()
+			if udp1 := udpCounters(); udp0 != nil && udp1 != nil {
+				run.UDPInErrors = udp1["InErrors"] - udp0["InErrors"]
+				run.UDPRcvbufErrs = udp1["RcvbufErrors"] - udp0["RcvbufErrors"]
+				run.UDPSndbufErrs = udp1["SndbufErrors"] - udp0["SndbufErrors"]
+			}
+			stopProfile(prof)
 			if rss, err := rssBytes(0); err == nil {
 				run.RSSMB = float64(rss) / (1 << 20)
 			}
@@ -318,6 +345,50 @@ func runFanout(ctx context.Context, c fanoutConfig, progress io.Writer) (*fanout
 		res.Runs = append(res.Runs, run)
 	}
 	return res, nil
+}
+
+// startProfile starts a CPU profile into path (path.n when several); nil when path is "" or it fails.
+func startProfile(path string, n int, several bool) *os.File {
+	if path == "" {
+		return nil
+	}
+	if several {
+		path = fmt.Sprintf("%s.%d", path, n)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "cpuprofile: %v\n", err)
+		return nil
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "cpuprofile: %v\n", err)
+		_ = f.Close()
+		return nil
+	}
+	return f
+}
+
+func stopProfile(f *os.File) {
+	if f == nil {
+		return
+	}
+	pprof.StopCPUProfile()
+	_ = f.Close()
+}
+
+// writeNamedProfiles writes the block and mutex profiles to path.block and path.mutex.
+func writeNamedProfiles(path string) {
+	for _, name := range []string{"block", "mutex"} {
+		f, err := os.Create(path + "." + name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%sprofile: %v\n", name, err)
+			continue
+		}
+		if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
+			fmt.Fprintf(os.Stderr, "%sprofile: %v\n", name, err)
+		}
+		_ = f.Close()
+	}
 }
 
 // settleGoroutines waits up to d for the goroutine count to fall to target (0: just wait d/4) and
@@ -464,7 +535,7 @@ func printFanout(w io.Writer, r *fanoutResult, asJSON bool) {
 	}
 	fmt.Fprintf(w, "clip: %s\ncpus: %d, window: %s per run, %s\n\n", r.Clip, r.CPUs, r.Duration, mode)
 	t := table{head: []string{"viewers", "connected", "dial s", "no key", "deliv% min", "median", "mean", "rtp lost",
-		"cpu %", "rss MB", "gor before", "during", "after", "srv viewers", "after"}}
+		"cpu %", "machine cpu %", "udp rcvbuf/in/sndbuf err", "rss MB", "gor before", "during", "after", "srv viewers", "after"}}
 	for _, x := range r.Runs {
 		cpu, rss := fmt.Sprintf("%.0f", x.CPUPercent), fmt.Sprintf("%.0f", x.RSSMB)
 		if r.ClientsProcess {
@@ -473,7 +544,8 @@ func printFanout(w io.Writer, r *fanoutResult, asJSON bool) {
 		}
 		t.add(fmt.Sprint(x.Viewers), fmt.Sprint(x.Connected), fmt.Sprintf("%.1f", x.DialSeconds), fmt.Sprint(x.NoKeyframe),
 			fmt.Sprintf("%.1f", x.DeliveredMin), fmt.Sprintf("%.1f", x.DeliveredMed), fmt.Sprintf("%.1f", x.DeliveredMean),
-			fmt.Sprint(x.RTPLostTotal), cpu, rss,
+			fmt.Sprint(x.RTPLostTotal), cpu, fmt.Sprintf("%.0f", x.MachineCPU),
+			fmt.Sprintf("%d/%d/%d", x.UDPRcvbufErrs, x.UDPInErrors, x.UDPSndbufErrs), rss,
 			fmt.Sprint(x.GoroutinesPre), fmt.Sprint(x.GoroutinesMid), fmt.Sprint(x.GoroutinesPost),
 			fmt.Sprint(x.ServerViewers), fmt.Sprint(x.ServerAfter))
 	}
@@ -484,5 +556,6 @@ func printFanout(w io.Writer, r *fanoutResult, asJSON bool) {
 		}
 	}
 	fmt.Fprintln(w, "deliv% = frames received / frames published in [max(window start, viewer's first keyframe), window end)")
-	fmt.Fprintln(w, "cpu % is of one core (100 = one core busy)")
+	fmt.Fprintln(w, "cpu % is of one core (100 = one core busy); machine cpu % counts every process on the machine (other work included)")
+	fmt.Fprintln(w, "udp err: machine-wide /proc/net/snmp deltas over the window (RcvbufErrors: a receiver's socket queue overflowed)")
 }

@@ -88,3 +88,71 @@ func (m cpuMeter) percent() float64 {
 	}
 	return 100 * float64(c-m.cpu0) / float64(wall)
 }
+
+// machineBusy returns the busy and total CPU time of the whole machine (all cores) from /proc/stat, in
+// clock ticks: busy is everything but idle and iowait.
+func machineBusy() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read /proc/stat: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("parse /proc/stat: %q", line)
+	}
+	for i, s := range f[1:] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("parse /proc/stat: %w", err)
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total, nil
+}
+
+// machineMeter measures the whole machine's CPU use (every process, ours and others') as % of one core.
+type machineMeter struct {
+	busy0 uint64
+	wall0 time.Time
+}
+
+func startMachine() machineMeter {
+	b, _, _ := machineBusy()
+	return machineMeter{busy0: b, wall0: time.Now()}
+}
+
+func (m machineMeter) percent() float64 {
+	b, _, err := machineBusy()
+	wall := time.Since(m.wall0)
+	if err != nil || wall <= 0 {
+		return -1
+	}
+	return 100 * float64(b-m.busy0) / clockTicks / wall.Seconds()
+}
+
+// udpCounters returns the machine's UDP counters from /proc/net/snmp (InErrors, RcvbufErrors, ...).
+func udpCounters() map[string]int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return nil
+	}
+	var rows [][]string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "Udp:") {
+			rows = append(rows, strings.Fields(line)[1:])
+		}
+	}
+	if len(rows) < 2 || len(rows[0]) != len(rows[1]) {
+		return nil
+	}
+	out := make(map[string]int64, len(rows[0]))
+	for i, k := range rows[0] {
+		v, _ := strconv.ParseInt(rows[1][i], 10, 64)
+		out[k] = v
+	}
+	return out
+}
