@@ -213,7 +213,7 @@ function createTile(cam) {
 function showPlayer(tile, player) {
   const { refs } = tile;
   const state = player ? player.state : 'idle';
-  let text = player ? state : 'not playing';
+  let text = player ? state : ({ offline: 'offline', streaming: 'starting player' }[KINDS[tile.state]] || 'waiting for camera');
   if (player && state === 'retrying' && player.reason) text = `retrying: ${player.reason}`;
   setText(refs.player, text);
   refs.player.dataset.state = state;
@@ -253,6 +253,7 @@ function updateTile(cam) {
     player.restart(); // the camera is back: do not wait out the backoff
   }
   tile.state = state;
+  if (!players.has(cam.id)) showPlayer(tile, null);
 }
 
 function stopPlayer(id) {
