@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	pwebrtc "github.com/pion/webrtc/v4"
 
 	"sightline/media"
@@ -46,7 +48,9 @@ type Config struct {
 	ICEServers []ICEServer
 	// MaxSessions caps live sessions; 0 is unlimited. Over the limit a new session gets 503.
 	MaxSessions int
-	Logger      *slog.Logger
+	// FanoutShards is how many writer goroutines share a (camera, variant)'s viewers; 0 is GOMAXPROCS.
+	FanoutShards int
+	Logger       *slog.Logger
 }
 
 // StreamResolver finds the media.Stream a viewer asks for. variant is "raw" now ("annotated" later).
@@ -73,6 +77,9 @@ const (
 	gatherTimeout          = 5 * time.Second
 )
 
+// udpSocketBuffer is the send and receive buffer asked for on the shared ICE UDP socket.
+const udpSocketBuffer = 8 << 20
+
 // Server serves WHEP and WebSocket signaling, fanning each (camera, variant) out to its viewers.
 type Server struct {
 	cfg     Config
@@ -82,6 +89,7 @@ type Server struct {
 	udpConn net.PacketConn
 	udpMux  ice.UDPMux
 	iceSrv  []pwebrtc.ICEServer
+	shards  int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -136,6 +144,12 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: listen udp %s: %w", laddr, err)
 	}
+	// Every viewer shares this socket: a burst (a keyframe to hundreds of viewers, their RTCP) must not
+	// overflow its buffers. The kernel caps both at net.core.{w,r}mem_max.
+	if uc, ok := conn.(*net.UDPConn); ok {
+		_ = uc.SetWriteBuffer(udpSocketBuffer)
+		_ = uc.SetReadBuffer(udpSocketBuffer)
+	}
 	lf := &slogLoggerFactory{log: log}
 	mux := pwebrtc.NewICEUDPMux(lf.NewLogger("ice-mux"), conn)
 
@@ -145,10 +159,15 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 		_ = conn.Close()
 		return nil, err
 	}
+	shards := cfg.FanoutShards
+	if shards <= 0 {
+		shards = runtime.GOMAXPROCS(0)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: log, streams: streams, api: api, udpConn: conn, udpMux: mux, iceSrv: iceServers,
-		ctx: ctx, cancel: cancel,
+		shards: shards,
+		ctx:    ctx, cancel: cancel,
 		sessions: make(map[string]*session),
 		tracks:   make(map[trackKey]*sharedTrack),
 	}
@@ -159,17 +178,26 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 // UDPAddr returns the address of the shared ICE UDP socket.
 func (s *Server) UDPAddr() net.Addr { return s.udpConn.LocalAddr() }
 
-// newAPI builds the pion API: H.264/H.265 only (an audio m-line is answered rejected, port 0), default
-// interceptors (NACK responder, RTCP sender/receiver reports), the shared UDP mux and the ICE settings.
+// newAPI builds the pion API: H.264/H.265 only (an audio m-line is answered rejected, port 0), the one
+// interceptor a send-only passthrough needs (RTCP sender reports), the shared UDP mux and the ICE settings.
+//
+// pion's default set is not used: its NACK responder copies every packet into a 1024-packet buffer per
+// viewer (1.5 MB each, and a copy per packet and viewer); fanoutTrack answers NACKs from one history per
+// track instead. The NACK generator, receiver reports and TWCC feedback only act on media the server
+// receives (it receives none); the stats interceptor records every packet for GetStats, which nothing
+// here calls; TWCC header extensions would only serve a sender-side congestion controller, which a
+// passthrough of the camera's bitrate does not have.
 func newAPI(cfg Config, mux ice.UDPMux, lf *slogLoggerFactory) (*pwebrtc.API, error) {
 	me := &pwebrtc.MediaEngine{}
 	if err := registerVideoCodecs(me); err != nil {
 		return nil, fmt.Errorf("webrtc: register codecs: %w", err)
 	}
 	ir := &interceptor.Registry{}
-	if err := pwebrtc.RegisterDefaultInterceptors(me, ir); err != nil {
-		return nil, fmt.Errorf("webrtc: register interceptors: %w", err)
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, fmt.Errorf("webrtc: sender report interceptor: %w", err)
 	}
+	ir.Add(sr)
 	se := pwebrtc.SettingEngine{LoggerFactory: lf}
 	se.SetICEUDPMux(mux)
 	se.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepalive)

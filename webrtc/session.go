@@ -195,19 +195,25 @@ func sendsVideo(pc *pwebrtc.PeerConnection) bool {
 	return false
 }
 
-// readRTCP reads the viewer's RTCP (which also feeds the interceptors: NACK responder, reports) and
-// forwards PLI/FIR as a keyframe request, rate-limited per track.
+// readRTCP reads the viewer's RTCP: NACKs are answered from the track's packet history, PLI/FIR are
+// forwarded as a keyframe request, rate-limited per track.
 func (sess *session) readRTCP(sender *pwebrtc.RTPSender) {
 	defer close(sess.rtcpDone)
+	var ssrc uint32
+	if enc := sender.GetParameters().Encodings; len(enc) > 0 {
+		ssrc = uint32(enc[0].SSRC)
+	}
 	for {
 		pkts, _, err := sender.ReadRTCP()
 		if err != nil {
 			return
 		}
 		for _, p := range pkts {
-			switch p.(type) {
+			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				sess.track.requestKeyframe()
+			case *rtcp.TransportLayerNack:
+				sess.track.local.resend(ssrc, p)
 			}
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,23 +24,24 @@ const (
 
 type trackKey struct{ camera, variant string }
 
-// SentFrame records when a frame left: its RTP timestamp and the wall-clock when its first packet was
-// written to the viewers.
+// SentFrame records when a frame left: its RTP timestamp and the wall-clock when its packets were handed
+// to the shards that write them to the viewers.
 type SentFrame struct {
 	RTP    uint32    `json:"rtp"`
 	SentAt time.Time `json:"sentAt"`
 }
 
-// sharedTrack is the one TrackLocalStaticRTP of a (camera, variant) that every viewer's PeerConnection
-// adds (DESIGN.md decisions 1–2). One goroutine reads the camera's stream and packetizes each access unit
-// once; pion copies the packet to each binding with that viewer's SSRC and payload type. Writes to a
-// binding go through SRTP to a non-blocking UDP socket send, so a slow or dead viewer never holds up the
-// others (it loses packets instead). The goroutine runs from the first viewer to the last.
+// sharedTrack is the one TrackLocal of a (camera, variant) that every viewer's PeerConnection adds
+// (DESIGN.md decisions 1–2). One goroutine reads the camera's stream and packetizes each access unit once;
+// the fanoutTrack hands the packets, read-only, to its shards, whose goroutines write them to their
+// viewers with each viewer's SSRC and payload type. Every hand-off is a bounded queue that drops the
+// oldest access units, so a slow shard or viewer never holds up the camera or the others (it loses
+// packets instead). The goroutines run from the first viewer to the last.
 type sharedTrack struct {
 	key    trackKey
 	codec  media.Codec
 	stream *media.Stream
-	local  *pwebrtc.TrackLocalStaticRTP
+	local  *fanoutTrack
 	log    *slog.Logger
 
 	refs int // guarded by Server.mu
@@ -60,36 +60,40 @@ type sharedTrack struct {
 	packets atomic.Uint64
 }
 
-func newSharedTrack(key trackKey, codec media.Codec, stream *media.Stream, log *slog.Logger) (*sharedTrack, error) {
+func newSharedTrack(key trackKey, codec media.Codec, stream *media.Stream, shards int, log *slog.Logger) (*sharedTrack, error) {
 	mime := pwebrtc.MimeTypeH264
 	fmtp := "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
 	if codec == media.CodecH265 {
 		mime, fmtp = pwebrtc.MimeTypeH265, ""
 	}
-	local, err := pwebrtc.NewTrackLocalStaticRTP(
+	t := &sharedTrack{key: key, codec: codec, stream: stream,
+		log: log.With("camera", key.camera, "variant", key.variant)}
+	local, err := newFanoutTrack(
 		pwebrtc.RTPCodecCapability{MimeType: mime, ClockRate: media.VideoClockRate, SDPFmtpLine: fmtp},
-		"video", "sightline-"+key.camera+"-"+key.variant)
+		"video", "sightline-"+key.camera+"-"+key.variant, shards, t.requestKeyframe)
 	if err != nil {
 		return nil, err
 	}
-	return &sharedTrack{key: key, codec: codec, stream: stream, local: local,
-		log: log.With("camera", key.camera, "variant", key.variant)}, nil
+	t.local = local
+	return t, nil
 }
 
-// start opens a reader on the stream and starts the packetizing goroutine.
+// start opens a reader on the stream and starts the packetizing goroutine and the shards' writers.
 func (t *sharedTrack) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.cancel = cancel
 	t.done = make(chan struct{})
 	reader := t.stream.NewReader(trackQueueLen)
+	t.local.start(ctx)
 	go t.run(ctx, reader)
 	t.requestKeyframe() // a producer that can (an encoder) sends the new viewer an IDR at once
 }
 
-// stop ends the goroutine and detaches its reader from the stream; it returns when both are done.
+// stop ends the goroutines and detaches the reader from the stream; it returns when all are done.
 func (t *sharedTrack) stop() {
 	t.cancel()
 	<-t.done
+	t.local.wait()
 }
 
 func (t *sharedTrack) run(ctx context.Context, reader *media.Reader) {
@@ -99,7 +103,6 @@ func (t *sharedTrack) run(ctx context.Context, reader *media.Reader) {
 	if t.codec == media.CodecH265 {
 		payloader = &codecs.H265Payloader{}
 	}
-	seq := uint16(rand.Uint32())
 	warnedCodec := false
 	for {
 		au, err := reader.Read(ctx)
@@ -117,24 +120,25 @@ func (t *sharedTrack) run(ctx context.Context, reader *media.Reader) {
 			continue
 		}
 		payloads := payloader.Payload(rtpMTU, media.JoinAnnexB(au.NALUs))
+		if len(payloads) == 0 {
+			continue
+		}
+		// One allocation for the AU's packets and one for the pointers the shards share read-only.
+		pkts := make([]rtp.Packet, len(payloads))
+		ptrs := make([]*rtp.Packet, len(payloads))
 		for i, p := range payloads {
-			pkt := rtp.Packet{
+			pkts[i] = rtp.Packet{
 				Header: rtp.Header{
-					Version:        2,
-					Marker:         i == len(payloads)-1,
-					SequenceNumber: seq,
-					Timestamp:      au.RTPTime,
+					Version:   2,
+					Marker:    i == len(payloads)-1,
+					Timestamp: au.RTPTime,
 				},
 				Payload: p,
 			}
-			seq++
-			if i == 0 {
-				t.recordSent(au.RTPTime, time.Now())
-			}
-			// Errors name bindings whose transport is closed; those sessions are removed by their own
-			// state handlers, and the other bindings were written anyway.
-			_ = t.local.WriteRTP(&pkt)
+			ptrs[i] = &pkts[i] // sequence numbers are the shards' own
 		}
+		t.recordSent(au.RTPTime, time.Now())
+		t.local.publish(batch{pkts: ptrs, key: au.Keyframe})
 		t.packets.Add(uint64(len(payloads)))
 		t.frames.Add(1)
 	}
@@ -194,7 +198,7 @@ func (s *Server) acquireTrack(key trackKey, stream *media.Stream) (*sharedTrack,
 	if codec == "" {
 		codec = media.CodecH264
 	}
-	t, err := newSharedTrack(key, codec, stream, s.log)
+	t, err := newSharedTrack(key, codec, stream, s.shards, s.log)
 	if err != nil {
 		return nil, err
 	}
