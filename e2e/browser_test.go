@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"sightline/internal/browsertest"
+	"sightline/internal/rtsptest"
+	"sightline/internal/testenv"
+)
+
+// TestBrowserPlaysCameraOverWHEP proves the whole passthrough path in a real browser: a file camera
+// feeds the gateway, the embedded UI lists it as streaming, its player negotiates WHEP with the
+// gateway, Chromium decodes 1280x720 frames, the API counts the viewer, and leaving the page ends the
+// WHEP session (DELETE on unload).
+func TestBrowserPlaysCameraOverWHEP(t *testing.T) {
+	checkGoroutines(t)
+	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	_, base := startGateway(t, fmt.Sprintf(`
+http:
+  listen: 127.0.0.1:0
+webrtc:
+  udpPort: 0
+  loopbackOnly: true
+cameras:
+  - id: street
+    url: file://%s
+`, asset))
+	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
+	api := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(api.CloseIdleConnections)
+
+	start := time.Now()
+	if err := b.Navigate(base + "/"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	pb, tile, _ := expectPlaying(t, b, "street", 1280, 720)
+	t.Logf("first decoded frame %v after navigation (%d frames decoded, player %s); tile %+v",
+		time.Since(start).Round(time.Millisecond), pb.FramesDecoded, pb.State, tile)
+	if tile.Badge != "streaming" {
+		t.Errorf("badge says %q, want streaming", tile.Badge)
+	}
+	// The tile catches up with the API's viewer count on its next poll (every 2 s).
+	if _, err := b.Poll(context.Background(), 6*time.Second,
+		`return document.querySelector('[data-camera="street"] .viewers').textContent === '1';`); err != nil {
+		b.Fatalf("tile never showed 1 viewer: %v", err)
+	}
+	screenshot(t, b, "street-grid.png")
+
+	cam := waitCamera(t, api, base, "street", 5*time.Second, "streaming with one viewer", func(c cameraView) bool {
+		return c.Status.State == "streaming" && c.Viewers == 1
+	})
+	if cam.Status.LastError != "" {
+		t.Errorf("streaming camera reports last_error %q", cam.Status.LastError)
+	}
+
+	// Leaving the page stops the player, which DELETEs its WHEP session.
+	if err := b.Navigate("about:blank"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	waitCamera(t, api, base, "street", 10*time.Second, "left by its viewer", func(c cameraView) bool {
+		return c.Viewers == 0
+	})
+}
+
+// TestBrowserPlaysRTSPCameraFocused plays a camera pulled over RTSP (an in-process gortsplib server
+// looping the asset) in the single-camera view (?camera=), and proves that a ?token= in the page URL
+// goes out as "Authorization: Bearer" on the camera list and on every WHEP request. The page is served
+// through a recorder around the gateway's own handler, so the test sees the headers the browser sent.
+func TestBrowserPlaysRTSPCameraFocused(t *testing.T) {
+	checkGoroutines(t)
+	asset := testenv.Asset(t, "camera/cam_person_ccby_1280x720_25fps.h264")
+	srv := rtsptest.StartServer(t, rtsptest.ServerConfig{AnnexBPath: asset})
+	g, _ := startGateway(t, fmt.Sprintf(`
+http:
+  listen: 127.0.0.1:0
+webrtc:
+  udpPort: 0
+  loopbackOnly: true
+cameras:
+  - id: person
+    url: %s
+    transport: tcp
+  - id: street
+    url: rtsp://127.0.0.1:1/nothing-listens-here
+`, srv.URL))
+	auth := &authRecorder{next: g.Handler()}
+	front := httptest.NewServer(auth)
+	t.Cleanup(front.Close)
+	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
+
+	start := time.Now()
+	if err := b.Navigate(front.URL + "/?camera=person&token=test-token"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	pb, tile, _ := expectPlaying(t, b, "person", 1280, 720)
+	t.Logf("first decoded frame %v after navigation (%d frames decoded); tile %+v",
+		time.Since(start).Round(time.Millisecond), pb.FramesDecoded, tile)
+
+	var shown []string
+	if err := b.Eval(&shown, `return [...document.querySelectorAll('[data-camera]')].map((e) => e.dataset.camera);`); err != nil {
+		b.Fatalf("%v", err)
+	}
+	if len(shown) != 1 || shown[0] != "person" {
+		t.Errorf("focused view shows tiles %v, want only person", shown)
+	}
+	screenshot(t, b, "person-focused.png")
+
+	seen := auth.seen()
+	for _, route := range []string{"GET /api/v1/cameras", "POST /whep/person"} {
+		if got := seen[route]; got != "Bearer test-token" {
+			t.Errorf("%s carried Authorization %q, want %q (all: %v)", route, got, "Bearer test-token", seen)
+		}
+	}
+	if got := seen["GET /"]; got != "" {
+		t.Errorf("page load carried Authorization %q; only fetches should", got)
+	}
+}
+
+// authRecorder remembers the Authorization header of the last request per "METHOD /path".
+type authRecorder struct {
+	next http.Handler
+	mu   sync.Mutex
+	auth map[string]string
+}
+
+func (a *authRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	if a.auth == nil {
+		a.auth = map[string]string{}
+	}
+	a.auth[r.Method+" "+r.URL.Path] = r.Header.Get("Authorization")
+	a.mu.Unlock()
+	a.next.ServeHTTP(w, r)
+}
+
+func (a *authRecorder) seen() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.auth)
+}
