@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -144,4 +145,145 @@ func (a *authRecorder) seen() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return maps.Clone(a.auth)
+}
+
+// framesScript resolves to {frames, session} for camera arguments[0]'s player once its framesDecoded
+// exceeds arguments[1], else to null.
+const framesScript = `
+const [id, min] = arguments;
+const p = window.sightline && window.sightline.players.get(id);
+if (!p || !p.pc) return null;
+return p.pc.getStats().then((report) => {
+  let frames = 0;
+  report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0; });
+  return frames > min ? {frames, session: p.session} : null;
+});`
+
+type framesView struct {
+	Frames  int    `json:"frames"`
+	Session string `json:"session"`
+}
+
+// TestBrowserRecoversWhenCameraReturns kills a real GStreamer RTSP camera while the page plays it, and
+// proves that the UI shows the outage honestly (badge leaves "streaming") and that video plays again,
+// with no reload, once the camera is back.
+func TestBrowserRecoversWhenCameraReturns(t *testing.T) {
+	checkGoroutines(t)
+	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.mp4")
+	cam := rtsptest.StartGStreamer(t, asset, 0, "tcp")
+	_, base := startGateway(t, fmt.Sprintf(`
+http:
+  listen: 127.0.0.1:0
+webrtc:
+  udpPort: 0
+  loopbackOnly: true
+cameras:
+  - id: gst
+    url: %s
+    transport: tcp
+`, cam.URL))
+	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
+	api := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(api.CloseIdleConnections)
+
+	if err := b.Navigate(base + "/"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	expectPlaying(t, b, "gst", 1280, 720)
+
+	cam.Kill()
+	waitCamera(t, api, base, "gst", 15*time.Second, "out of streaming after its server died", func(c cameraView) bool {
+		return c.Status.State != "streaming"
+	})
+	raw, err := b.Poll(context.Background(), 6*time.Second,
+		`const e = document.querySelector('[data-camera="gst"] .badge'); return e.dataset.state !== 'streaming' ? e.textContent : null;`)
+	if err != nil {
+		b.Fatalf("badge still says streaming while the camera is down: %v", err)
+	}
+	t.Logf("badge while the camera is down: %s", raw)
+	var before framesView
+	if err := b.Eval(&before, framesScript, "gst", -1); err != nil {
+		b.Fatalf("%v", err)
+	}
+
+	back := time.Now()
+	if err := cam.Restart(); err != nil {
+		t.Fatalf("restart camera: %v", err)
+	}
+	waitCamera(t, api, base, "gst", 20*time.Second, "streaming again", func(c cameraView) bool {
+		return c.Status.State == "streaming"
+	})
+	// One second of new frames (25) beyond what was decoded before the outage.
+	raw, err = b.Poll(context.Background(), 15*time.Second, framesScript, "gst", before.Frames+25)
+	if err != nil {
+		diag, _ := b.Exec(diagScript, "gst")
+		b.Fatalf("video did not resume after the camera came back (%d frames before): %v\npage: %s", before.Frames, err, diag)
+	}
+	var after framesView
+	_ = json.Unmarshal(raw, &after)
+	t.Logf("video resumed %v after the camera restarted: framesDecoded %d -> %d (WHEP session kept: %v)",
+		time.Since(back).Round(time.Millisecond), before.Frames, after.Frames, before.Session == after.Session)
+	if _, err := b.Poll(context.Background(), 6*time.Second,
+		`return document.querySelector('[data-camera="gst"] .badge').dataset.state === 'streaming';`); err != nil {
+		b.Fatalf("badge does not say streaming again: %v", err)
+	}
+}
+
+// TestBrowserReconnectsWhenSessionEnds ends the page's WHEP session from outside (DELETE on its
+// Location, as a restarting gateway or an operator would) and proves the player notices the dead
+// PeerConnection, negotiates a new session on its own and plays again.
+func TestBrowserReconnectsWhenSessionEnds(t *testing.T) {
+	checkGoroutines(t)
+	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	_, base := startGateway(t, fmt.Sprintf(`
+http:
+  listen: 127.0.0.1:0
+webrtc:
+  udpPort: 0
+  loopbackOnly: true
+cameras:
+  - id: street
+    url: file://%s
+`, asset))
+	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
+	api := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(api.CloseIdleConnections)
+
+	if err := b.Navigate(base + "/"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	expectPlaying(t, b, "street", 1280, 720)
+	var first framesView
+	if err := b.Eval(&first, framesScript, "street", -1); err != nil {
+		b.Fatalf("%v", err)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, first.Session, nil)
+	res, err := api.Do(req)
+	if err != nil {
+		t.Fatalf("DELETE %s: %v", first.Session, err)
+	}
+	res.Body.Close()
+	if res.StatusCode/100 != 2 {
+		t.Fatalf("DELETE %s: status %d", first.Session, res.StatusCode)
+	}
+
+	ended := time.Now()
+	raw, err := b.Poll(context.Background(), 40*time.Second, `
+const [id, old] = arguments;
+const p = window.sightline.players.get(id);
+if (!p || !p.pc || !p.session || p.session === old || p.state !== 'playing') return null;
+return p.pc.getStats().then((r) => {
+  let f = 0;
+  r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') f = s.framesDecoded || 0; });
+  return f > 0 && p.video.videoWidth === 1280 ? {frames: f, session: p.session} : null;
+});`, "street", first.Session)
+	if err != nil {
+		diag, _ := b.Exec(diagScript, "street")
+		b.Fatalf("player did not come back on a new session: %v\npage: %s", err, diag)
+	}
+	t.Logf("player playing again on a new session %v after its session was deleted: %s",
+		time.Since(ended).Round(time.Millisecond), raw)
+	waitCamera(t, api, base, "street", 10*time.Second, "watched by exactly one viewer", func(c cameraView) bool {
+		return c.Viewers == 1
+	})
 }

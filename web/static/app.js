@@ -130,6 +130,14 @@ class Player {
       if (res.status !== 201) throw new Error(`WHEP ${res.status}: ${await errorText(res)}`);
       this.session = session;
       await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+      // A server that ends the session sends a DTLS close: reconnect now rather than waiting for ICE
+      // to time out (about 5 s to "disconnected", then the grace period).
+      const dtls = pc.getTransceivers()[0]?.receiver.transport;
+      if (dtls) {
+        dtls.onstatechange = () => {
+          if (pc === this.pc && (dtls.state === 'closed' || dtls.state === 'failed')) this.retry(`DTLS ${dtls.state}`);
+        };
+      }
     } catch (err) {
       if (pc === this.pc) this.retry(err.message || String(err));
     }
