@@ -147,7 +147,9 @@ func decodeConfig(data []byte, baseDir string) (*Config, error) {
 	if len(data) > maxConfigSize {
 		return nil, fmt.Errorf("config is %d bytes, larger than the %d byte limit", len(data), maxConfigSize)
 	}
-	cfg := &Config{baseDir: baseDir}
+	// Defaults where zero is a meaningful value (udpPort 0 picks a free port) are set before decoding,
+	// so that only an absent key gets them.
+	cfg := &Config{baseDir: baseDir, WebRTC: WebRTCConfig{UDPPort: defaultUDPPort}}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -264,9 +266,6 @@ func applyDefaults(cfg *Config) *Config {
 	}
 	if cfg.Log.Format == "" {
 		cfg.Log.Format = "text"
-	}
-	if cfg.WebRTC.UDPPort == 0 {
-		cfg.WebRTC.UDPPort = defaultUDPPort
 	}
 	for i := range cfg.Cameras {
 		c := &cfg.Cameras[i]

@@ -31,6 +31,13 @@ func TestParseConfigDefaults(t *testing.T) {
 	}
 }
 
+func TestUDPPortZeroMeansFreePort(t *testing.T) {
+	cfg, err := ParseConfig([]byte("webrtc: {udpPort: 0}\n"), "/")
+	if err != nil || cfg.WebRTC.UDPPort != 0 {
+		t.Fatalf("udpPort 0 became %d (%v)", cfg.WebRTC.UDPPort, err)
+	}
+}
+
 func TestParseConfigEmptyFile(t *testing.T) {
 	cfg, err := ParseConfig(nil, "/")
 	if err != nil || cfg.HTTP.Listen != ":8080" {

@@ -46,7 +46,6 @@ func startGateway(t *testing.T, cameras string) (*Gateway, *logBuffer) {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}
-	cfg.WebRTC.UDPPort = 0 // ParseConfig's default would pick 8189; tests take a free port
 	logs := &logBuffer{}
 	g, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -300,11 +299,10 @@ func TestCloseWithViewersLeaksNothing(t *testing.T) {
 	before := runtime.NumGoroutine()
 	func() {
 		cfg, err := ParseConfig([]byte(fmt.Sprintf(
-			"http: {listen: '127.0.0.1:0'}\nwebrtc: {loopbackOnly: true}\ncameras: [{id: f, url: 'file://%s'}]\n", asset)), "/")
+			"http: {listen: '127.0.0.1:0'}\nwebrtc: {udpPort: 0, loopbackOnly: true}\ncameras: [{id: f, url: 'file://%s'}]\n", asset)), "/")
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.WebRTC.UDPPort = 0
 		g, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
