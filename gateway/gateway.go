@@ -153,3 +153,10 @@ func (g *Gateway) Close() error {
 	})
 	return err
 }
+
+// SentFrames returns, for the camera's raw WebRTC track, the RTP timestamp and send wall-clock of the
+// last frames written to viewers (empty while nobody watches). Latency benchmarks match them with what
+// a viewer received.
+func (g *Gateway) SentFrames(cameraID string) []webrtc.SentFrame {
+	return g.rtc.SentFrames(cameraID, webrtc.VariantRaw)
+}
