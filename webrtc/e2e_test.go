@@ -166,11 +166,12 @@ func TestSignalPassthrough(t *testing.T) {
 	waitFor(t, 10*time.Second, "session removal", func() bool { return env.srv.Viewers("cam1") == 0 })
 }
 
-// TestFanOut: 20 viewers of one camera, one of which never reads, all others get every frame.
+// TestFanOut: 20 viewers of one camera spread over 3 shards, one of which never reads, all others get
+// every frame.
 func TestFanOut(t *testing.T) {
 	checkGoroutines(t)
 	const nViewers = 20
-	env := newTestEnv(t, Config{}, "cam1")
+	env := newTestEnv(t, Config{FanoutShards: 3}, "cam1")
 	st := env.resolver.streams["cam1"]
 	warm := syntheticAUs(10000, 10, 0)
 	viewers := make([]*viewer, nViewers)
@@ -181,6 +182,17 @@ func TestFanOut(t *testing.T) {
 	}
 	if env.srv.Viewers("cam1") != nViewers || st.Stats().Readers != 1 {
 		t.Fatalf("viewers %d, stream readers %d (want %d, 1: one shared reader)", env.srv.Viewers("cam1"), st.Stats().Readers, nViewers)
+	}
+	env.srv.mu.Lock()
+	shards := env.srv.tracks[trackKey{"cam1", VariantRaw}].local.stats()
+	env.srv.mu.Unlock()
+	if len(shards) != 3 {
+		t.Fatalf("%d shards, want 3", len(shards))
+	}
+	for i, sh := range shards {
+		if sh.Viewers < nViewers/3 || sh.Viewers > nViewers/3+1 {
+			t.Fatalf("shard %d has %d viewers; want the %d viewers spread evenly over 3 shards: %+v", i, sh.Viewers, nViewers, shards)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	fed := feed(ctx, st, warm, 20*time.Millisecond, false)
