@@ -35,7 +35,7 @@ type key struct{ pkg, test string }
 func main() {
 	failOnSkip := flag.Bool("fail-on-skip", false, "exit 1 when any test was skipped")
 	verbose := flag.Bool("v", false, "print all test output as it arrives")
-	quiet := flag.Bool("quiet", false, "print only skips, failures and the summary (no package lines)")
+	quiet := flag.Bool("quiet", false, "print only skipped tests and the summary (failures are listed, not shown)")
 	flag.Parse()
 	os.Exit(run(os.Stdin, os.Stdout, *failOnSkip, *verbose, *quiet))
 }
@@ -64,6 +64,9 @@ func run(in io.Reader, out io.Writer, failOnSkip, verbose, quiet bool) int {
 		case "build-output":
 			build[e.ImportPath] = append(build[e.ImportPath], e.Output)
 		case "build-fail":
+			if quiet {
+				continue
+			}
 			fmt.Fprintf(out, "BUILD FAIL %s\n%s", e.ImportPath, indent(build[e.ImportPath]))
 		case "output":
 			if verbose {
@@ -76,7 +79,9 @@ func run(in io.Reader, out io.Writer, failOnSkip, verbose, quiet bool) int {
 				case "fail":
 					failedPkgs = append(failedPkgs, e.Package)
 					// Package-level output (panics, TestMain failures, timeouts) is printed in full.
-					fmt.Fprintf(out, "FAIL %s (%.1fs)\n%s", e.Package, e.Elapsed, indent(output[k]))
+					if !quiet {
+						fmt.Fprintf(out, "FAIL %s (%.1fs)\n%s", e.Package, e.Elapsed, indent(output[k]))
+					}
 				case "pass":
 					if !quiet && !verbose {
 						fmt.Fprintf(out, "ok   %s (%.1fs)\n", e.Package, e.Elapsed)
@@ -91,7 +96,7 @@ func run(in io.Reader, out io.Writer, failOnSkip, verbose, quiet bool) int {
 			case "fail":
 				failed++
 				failedTests = append(failedTests, e.Package+" "+e.Test)
-				if !verbose {
+				if !verbose && !quiet {
 					fmt.Fprintf(out, "--- FAIL %s %s (%.2fs)\n%s", e.Package, e.Test, e.Elapsed, indent(output[k]))
 				}
 			case "skip":
