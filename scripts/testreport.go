@@ -115,8 +115,10 @@ func run(in io.Reader, out io.Writer, failOnSkip, verbose, quiet bool) int {
 		return 1
 	}
 
-	fmt.Fprintf(out, "\ntests: %d passed, %d failed, %d skipped; packages failed: %d\n",
-		passed, failed, skipped, len(failedPkgs))
+	// The summary stands alone on its line ("tests: N passed, N failed, N skipped"), the shape CI's
+	// result reader recognises in any language.
+	fmt.Fprintf(out, "\npackages failed: %d\ntests: %d passed, %d failed, %d skipped\n",
+		len(failedPkgs), passed, failed, skipped)
 	list := func(title string, items []string) {
 		if len(items) == 0 {
 			return

@@ -86,7 +86,7 @@ type Server struct {
 	log     *slog.Logger
 	streams StreamResolver
 	api     *pwebrtc.API
-	udpConn net.PacketConn
+	udpAddr net.Addr
 	udpMux  ice.UDPMux
 	iceSrv  []pwebrtc.ICEServer
 	shards  int
@@ -135,28 +135,15 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 		iceServers = append(iceServers, srv)
 	}
 
-	network := "udp"
-	if cfg.LoopbackOnly {
-		network = "udp4"
-	}
-	laddr := net.JoinHostPort(host, strconv.Itoa(cfg.UDPPort))
-	conn, err := net.ListenPacket(network, laddr)
-	if err != nil {
-		return nil, fmt.Errorf("webrtc: listen udp %s: %w", laddr, err)
-	}
-	// Every viewer shares this socket: a burst (a keyframe to hundreds of viewers, their RTCP) must not
-	// overflow its buffers. The kernel caps both at net.core.{w,r}mem_max.
-	if uc, ok := conn.(*net.UDPConn); ok {
-		_ = uc.SetWriteBuffer(udpSocketBuffer)
-		_ = uc.SetReadBuffer(udpSocketBuffer)
-	}
 	lf := &slogLoggerFactory{log: log}
-	mux := pwebrtc.NewICEUDPMux(lf.NewLogger("ice-mux"), conn)
+	mux, addr, err := listenUDPMux(cfg, host, lf)
+	if err != nil {
+		return nil, err
+	}
 
 	api, err := newAPI(cfg, mux, lf)
 	if err != nil {
 		_ = mux.Close()
-		_ = conn.Close()
 		return nil, err
 	}
 	shards := cfg.FanoutShards
@@ -165,18 +152,18 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: cfg, log: log, streams: streams, api: api, udpConn: conn, udpMux: mux, iceSrv: iceServers,
+		cfg: cfg, log: log, streams: streams, api: api, udpAddr: addr, udpMux: mux, iceSrv: iceServers,
 		shards: shards,
 		ctx:    ctx, cancel: cancel,
 		sessions: make(map[string]*session),
 		tracks:   make(map[trackKey]*sharedTrack),
 	}
-	log.Info("webrtc server ready", "udp", conn.LocalAddr().String(), "loopback_only", cfg.LoopbackOnly)
+	log.Info("webrtc server ready", "udp", addr.String(), "loopback_only", cfg.LoopbackOnly)
 	return s, nil
 }
 
 // UDPAddr returns the address of the shared ICE UDP socket.
-func (s *Server) UDPAddr() net.Addr { return s.udpConn.LocalAddr() }
+func (s *Server) UDPAddr() net.Addr { return s.udpAddr }
 
 // newAPI builds the pion API: H.264/H.265 only (an audio m-line is answered rejected, port 0), the one
 // interceptor a send-only passthrough needs (RTCP sender reports), the shared UDP mux and the ICE settings.
@@ -325,11 +312,40 @@ func (s *Server) Close() error {
 		s.closeSession(sess, "server closed")
 	}
 	s.wg.Wait()
-	err := s.udpMux.Close()
-	if cerr := s.udpConn.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
-		err = cerr
+	return s.udpMux.Close() // closes its sockets too
+}
+
+// listenUDPMux opens the one UDP port every viewer shares. Listening on all addresses with a fixed
+// port uses one socket per local address (pion's multi-socket mux), so that replies leave from the
+// address the viewer's checks reached and pion does not have to guess local addresses for an unspecified
+// socket; a specific listen address, loopback-only mode or port 0 (tests) use a single socket.
+func listenUDPMux(cfg Config, host string, lf *slogLoggerFactory) (ice.UDPMux, net.Addr, error) {
+	if host == "" && !cfg.LoopbackOnly && cfg.UDPPort != 0 {
+		mux, err := ice.NewMultiUDPMuxFromPort(cfg.UDPPort,
+			ice.UDPMuxFromPortWithReadBufferSize(udpSocketBuffer),
+			ice.UDPMuxFromPortWithWriteBufferSize(udpSocketBuffer),
+			ice.UDPMuxFromPortWithLogger(lf.NewLogger("ice-mux")))
+		if err != nil {
+			return nil, nil, fmt.Errorf("webrtc: listen udp port %d on every local address: %w", cfg.UDPPort, err)
+		}
+		return mux, &net.UDPAddr{Port: cfg.UDPPort}, nil
 	}
-	return err
+	network := "udp"
+	if cfg.LoopbackOnly {
+		network = "udp4"
+	}
+	laddr := net.JoinHostPort(host, strconv.Itoa(cfg.UDPPort))
+	conn, err := net.ListenPacket(network, laddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("webrtc: listen udp %s: %w", laddr, err)
+	}
+	// Every viewer shares this socket: a burst (a keyframe to hundreds of viewers, their RTCP) must not
+	// overflow its buffers. The kernel caps both at net.core.{w,r}mem_max.
+	if uc, ok := conn.(*net.UDPConn); ok {
+		_ = uc.SetWriteBuffer(udpSocketBuffer)
+		_ = uc.SetReadBuffer(udpSocketBuffer)
+	}
+	return pwebrtc.NewICEUDPMux(lf.NewLogger("ice-mux"), conn), conn.LocalAddr(), nil
 }
 
 // goTracked runs fn in a goroutine that Close waits for; it reports false (and does not run fn) once
