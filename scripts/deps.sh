@@ -62,14 +62,24 @@ else
       sudo=(sudo -n)
     else
       echo "deps: not root and sudo needs a password (or is missing). Run this, then try again:" >&2
-      echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+      echo "  sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y ${missing[*]}" >&2
       exit 1
     fi
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # docker-compose goes in without its recommends (the whole docker.io engine, useless without a
+  # daemon); everything else with them, as the tests were verified (e.g. chromium-sandbox, gstreamer1.0-x).
+  norec=() rec=()
+  for p in "${missing[@]}"; do
+    if [ "$p" = docker-compose ]; then norec+=("$p"); else rec+=("$p"); fi
+  done
   "${sudo[@]}" apt-get update -q
-  # --no-install-recommends: docker-compose would otherwise pull in the whole docker.io engine.
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ "${#rec[@]}" -gt 0 ]; then
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${rec[@]}"
+  fi
+  if [ "${#norec[@]}" -gt 0 ]; then
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${norec[@]}"
+  fi
 fi
 
 if ! command -v go >/dev/null 2>&1; then
