@@ -46,7 +46,7 @@ media: ## the demo clip at var/media/demo.h264 (+ .mp4), from ../shared/assets o
 run: deps-run build media ## build and run with configs/sightline.yaml (open the URL it prints)
 	$(BIN) -config $(CONFIG)
 
-test: deps-test media vet gotest fuzz compose-check ## everything CI runs: vet, go test -race, fuzz smoke, compose check
+test: deps-test media vet fmt-check gotest fuzz compose-check ## everything CI runs: vet, gofmt, go test -race, fuzz smoke, compose check
 	@echo "make test: all checks passed"
 
 vet: ## go vet ./...

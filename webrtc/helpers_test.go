@@ -61,7 +61,7 @@ func (r *fakeResolver) ResolveStream(camera, variant string) (*media.Stream, err
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	if os.Getenv("SIGHTLINE_WEBRTC_DEBUG") != "" {
+	if os.Getenv("SIGHTLINE_TEST_WEBRTC_DEBUG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))

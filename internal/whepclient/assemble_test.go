@@ -17,7 +17,7 @@ func TestAssembler(t *testing.T) {
 	stapAUDSPS := []byte{24, 0, 2, 0x09, 0xf0, 0, 3, 0x67, 0x42, 0x1f}
 	idrStart := []byte{0x7c, 0x85, 0xaa} // FU-A start of an IDR
 	idrEnd := []byte{0x7c, 0x45, 0xbb}   // FU-A end
-	pslice := []byte{0x41, 0x9a} // first_mb_in_slice = 0
+	pslice := []byte{0x41, 0x9a}         // first_mb_in_slice = 0
 	cases := []struct {
 		name      string
 		pkts      []*rtp.Packet
