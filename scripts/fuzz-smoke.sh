@@ -26,9 +26,21 @@ for pkg in "${pkgs[@]}"; do
     echo "fuzz: $pkg $t for $fuzztime"
     # A short -fuzzminimizetime: minimizing a large "interesting" input (a 6 KB SDP offer, each try a
     # whole WebRTC negotiation) otherwise takes the whole budget at 0 execs/s.
-    if ! go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg"; then
+    dir=$(go list -f '{{.Dir}}' "$pkg")/testdata/fuzz/$t
+    before=$(ls "$dir" 2>/dev/null | sort || true)
+    log=$(mktemp)
+    if go test -run '^$' -fuzz "^${t}\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg" 2>&1 | tee "$log"; then
+      :
+    elif [ "$(ls "$dir" 2>/dev/null | sort || true)" = "$before" ] &&
+      grep -q 'context deadline exceeded' "$log"; then
+      # Go 1.26's fuzz coordinator can report its own -fuzztime deadline as a failure when a worker
+      # is mid-call at that instant (go.dev/issue/75804, fixed in Go 1.27). A real failure always
+      # writes its input under testdata/fuzz/; this wrote none.
+      echo "fuzz: $pkg $t: ignored the fuzztime deadline race of Go's fuzz coordinator (no failing input written)"
+    else
       failed+=("$pkg $t")
     fi
+    rm -f "$log"
   done
 done
 
