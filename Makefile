@@ -24,7 +24,16 @@ ifneq ($(SIGHTLINE_ASSETS),)
 export SIGHTLINE_ASSETS
 endif
 
-.PHONY: help deps deps-run deps-test build media run test vet gotest fuzz compose-check bench fmt fmt-check clean
+# ONNX Runtime's shared library for analytics (github.com/yalue/onnxruntime_go v1.27.0 matches 1.24.x), taken
+# from the npm package onnxruntime-node with `npm pack` (a download, no install scripts). Tests find it
+# through $SIGHTLINE_ONNX_LIBRARY; a value set by the caller wins.
+ONNXRUNTIME_VERSION ?= 1.24.3
+ONNXRUNTIME_DIR     := var/onnxruntime
+ONNXRUNTIME_LIB     := $(ONNXRUNTIME_DIR)/onnxruntime-node-$(ONNXRUNTIME_VERSION)/libonnxruntime.so.1
+SIGHTLINE_ONNX_LIBRARY ?= $(abspath $(ONNXRUNTIME_LIB))
+export SIGHTLINE_ONNX_LIBRARY
+
+.PHONY: help deps deps-run deps-test build media onnxruntime run test vet gotest fuzz compose-check bench fmt fmt-check clean
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,10 +52,21 @@ build: ## build bin/sightline
 media: ## the demo clip at var/media/demo.h264 (+ .mp4), from ../shared/assets or generated
 	scripts/media.sh
 
+onnxruntime: $(ONNXRUNTIME_LIB) ## ONNX Runtime's libonnxruntime.so.1 in var/onnxruntime/ (from npm onnxruntime-node)
+
+$(ONNXRUNTIME_LIB):
+	@command -v npm >/dev/null 2>&1 || { echo "onnxruntime: npm not found (make deps-test installs it: apt-get install -y npm)" >&2; exit 1; }
+	@mkdir -p $(ONNXRUNTIME_DIR)/pack $(dir $@)
+	cd $(ONNXRUNTIME_DIR)/pack && npm pack --ignore-scripts --silent onnxruntime-node@$(ONNXRUNTIME_VERSION) >/dev/null
+	tar -xzf $(ONNXRUNTIME_DIR)/pack/onnxruntime-node-$(ONNXRUNTIME_VERSION).tgz -C $(dir $@) --strip-components=5 \
+		package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+	rm -rf $(ONNXRUNTIME_DIR)/pack
+	@echo "onnxruntime: $@ (onnxruntime-node@$(ONNXRUNTIME_VERSION))"
+
 run: deps-run build media ## build and run with configs/sightline.yaml (open the URL it prints)
 	$(BIN) -config $(CONFIG)
 
-test: deps-test media vet fmt-check gotest fuzz compose-check ## everything CI runs: vet, gofmt, go test -race, fuzz smoke, compose check
+test: deps-test media onnxruntime vet fmt-check gotest fuzz compose-check ## everything CI runs: vet, gofmt, go test -race, fuzz smoke, compose check
 	@echo "make test: all checks passed"
 
 vet: ## go vet ./...

@@ -22,6 +22,9 @@ test_pkgs=(
   iproute2                      # `ip` for network-namespace tests
   pkg-config libavcodec-dev libavutil-dev libswscale-dev libavformat-dev libx264-dev libva-dev  # codec (cgo)
 )
+# `make onnxruntime` fetches ONNX Runtime with `npm pack`. Debian 12 ships npm apart from nodejs; NodeSource's
+# nodejs package provides (and conflicts with) it, so ask for it only when no npm is on PATH.
+command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 
 case "$mode" in
   run)
