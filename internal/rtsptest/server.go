@@ -48,6 +48,11 @@ type ServerConfig struct {
 	OmitParams bool
 	// Path is the mount, default "/cam1".
 	Path string
+	// BeforeWrite, when set, is called for every access unit just before its RTP packets are written,
+	// with its index since the start (counting on across loops) and the wall-clock of that moment; it
+	// returns the NAL units to send instead (benchmarks stamp each frame this way). The log of sent
+	// access units records what was returned.
+	BeforeWrite func(index uint64, nalus [][]byte, now time.Time) [][]byte
 }
 
 // Server is an in-process gortsplib RTSP server looping an asset in real time.
@@ -222,18 +227,22 @@ func (s *Server) pace(forma *format.H264) {
 		ts := uint32(tsBase + int64(float64(i)*media.VideoClockRate/s.cfg.FPS))
 		s.mu.Lock()
 		sending := s.sending
-		if sending && len(s.sent) < maxRecorded {
-			s.sent = append(s.sent, SentAU{Index: idx, Loop: i / len(s.aus), NALUs: au, RTPTime: ts,
-				Keyframe: media.IsKeyframe(media.CodecH264, au)})
-		}
 		s.mu.Unlock()
 		if sending {
-			pkts, err := enc.Encode(au)
-			if err == nil {
-				ntp := time.Now()
+			now := time.Now()
+			if s.cfg.BeforeWrite != nil {
+				au = s.cfg.BeforeWrite(uint64(i), au, now)
+			}
+			s.mu.Lock()
+			if len(s.sent) < maxRecorded {
+				s.sent = append(s.sent, SentAU{Index: idx, Loop: i / len(s.aus), NALUs: au, RTPTime: ts,
+					Keyframe: media.IsKeyframe(media.CodecH264, au)})
+			}
+			s.mu.Unlock()
+			if pkts, err := enc.Encode(au); err == nil {
 				for _, pkt := range pkts {
 					pkt.Timestamp = ts
-					_ = s.stream.WritePacketRTPWithNTP(s.medi, pkt, ntp)
+					_ = s.stream.WritePacketRTPWithNTP(s.medi, pkt, now)
 				}
 			}
 		}
