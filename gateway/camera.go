@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,50 +21,227 @@ type source interface {
 	Status() media.SourceStatus
 }
 
-// camera is one configured camera: its raw stream and the source that feeds it.
+// camera is one configured camera: its raw stream and the source that feeds it. The stream outlives
+// the source: changing a camera's URL swaps the source and keeps the stream (and its viewers).
 type camera struct {
-	cfg    CameraConfig
-	raw    *media.Stream
-	source source // nil when disabled
+	cfg     CameraConfig
+	raw     *media.Stream
+	source  source // nil when disabled
+	stopped bool   // stopped by an operator (POST .../stop); persisted
 
-	cancel context.CancelFunc
+	cancel context.CancelFunc // non-nil while the source runs
 	done   chan struct{}
 }
 
-// registry owns the cameras and their pipelines' lifetimes.
+// registry owns the cameras and their pipelines' lifetimes. Changes (add, replace, remove, start,
+// stop) are serialized by ops; mu guards the map for readers.
 type registry struct {
-	log *slog.Logger
+	log       *slog.Logger
+	newSource func(CameraConfig, *media.Stream) (source, error)
 
+	ops     sync.Mutex
 	mu      sync.RWMutex
 	cameras map[string]*camera
 	order   []string
+	ctx     context.Context // set by startAll; nil before
 	wg      sync.WaitGroup
 }
 
-func newRegistry(log *slog.Logger) *registry {
-	return &registry{log: log, cameras: map[string]*camera{}}
+func newRegistry(log *slog.Logger, newSource func(CameraConfig, *media.Stream) (source, error)) *registry {
+	return &registry{log: log, newSource: newSource, cameras: map[string]*camera{}}
 }
 
-// add creates a camera's stream and source; it does not start it.
-func (r *registry) add(cfg *Config, cc CameraConfig) error {
-	cam := &camera{cfg: cc, raw: media.NewStream(cc.ID + "/raw")}
+// errCameraExists and errNoCamera are returned by add and by changes to unknown cameras.
+var (
+	errCameraExists = errors.New("camera already exists")
+	errNoCamera     = errors.New("no such camera")
+)
+
+// add creates a camera's stream and source, and starts it when the registry runs.
+func (r *registry) add(cc CameraConfig, stopped bool) error {
+	r.ops.Lock()
+	defer r.ops.Unlock()
+	if _, ok := r.get(cc.ID); ok {
+		return fmt.Errorf("camera %s: %w", cc.ID, errCameraExists)
+	}
+	cam := &camera{cfg: cc, raw: media.NewStream(cc.ID + "/raw"), stopped: stopped}
 	if cc.IsEnabled() {
-		src, err := newSource(cfg, cc, cam.raw, r.log.With("camera", cc.ID))
+		src, err := r.newSource(cc, cam.raw)
 		if err != nil {
 			return fmt.Errorf("camera %s: %w", cc.ID, err)
 		}
 		cam.source = src
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, dup := r.cameras[cc.ID]; dup {
-		return fmt.Errorf("camera %s already exists", cc.ID)
-	}
 	r.cameras[cc.ID] = cam
 	r.order = append(r.order, cc.ID)
+	r.mu.Unlock()
+	r.runLocked(cam)
 	return nil
 }
 
+// replace gives a camera a new configuration: the old source stops, a new one feeds the same stream.
+// Other cameras are untouched.
+func (r *registry) replace(cc CameraConfig) error {
+	r.ops.Lock()
+	defer r.ops.Unlock()
+	cam, ok := r.get(cc.ID)
+	if !ok {
+		return fmt.Errorf("camera %s: %w", cc.ID, errNoCamera)
+	}
+	var src source
+	if cc.IsEnabled() {
+		var err error
+		if src, err = r.newSource(cc, cam.raw); err != nil {
+			return fmt.Errorf("camera %s: %w", cc.ID, err)
+		}
+	}
+	r.haltLocked(cam)
+	r.mu.Lock()
+	cam.cfg, cam.source = cc, src
+	r.mu.Unlock()
+	r.runLocked(cam)
+	return nil
+}
+
+// remove stops a camera and closes its stream, which ends its viewers.
+func (r *registry) remove(id string) error {
+	r.ops.Lock()
+	defer r.ops.Unlock()
+	cam, ok := r.get(id)
+	if !ok {
+		return fmt.Errorf("camera %s: %w", id, errNoCamera)
+	}
+	r.haltLocked(cam)
+	r.mu.Lock()
+	delete(r.cameras, id)
+	r.order = slices.DeleteFunc(r.order, func(s string) bool { return s == id })
+	r.mu.Unlock()
+	cam.raw.Close()
+	return nil
+}
+
+// setStopped stops or starts a camera's source (the operator's switch); the camera stays configured.
+func (r *registry) setStopped(id string, stopped bool) error {
+	r.ops.Lock()
+	defer r.ops.Unlock()
+	cam, ok := r.get(id)
+	if !ok {
+		return fmt.Errorf("camera %s: %w", id, errNoCamera)
+	}
+	r.mu.Lock()
+	cam.stopped = stopped
+	r.mu.Unlock()
+	if stopped {
+		r.haltLocked(cam)
+	} else {
+		r.runLocked(cam)
+	}
+	return nil
+}
+
+// runLocked starts cam's source if the registry runs and the camera should (r.ops held).
+func (r *registry) runLocked(cam *camera) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ctx == nil || cam.source == nil || cam.stopped || cam.cancel != nil {
+		return
+	}
+	cctx, cancel := context.WithCancel(r.ctx)
+	src, done := cam.source, make(chan struct{})
+	cam.cancel, cam.done = cancel, done
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(done)
+		if err := src.Run(cctx); err != nil && !errors.Is(err, context.Canceled) {
+			r.log.Error("camera source ended", "camera", cam.cfg.ID, "err", err)
+		}
+	}()
+}
+
+// haltLocked stops cam's source and waits for it (r.ops held, r.mu not).
+func (r *registry) haltLocked(cam *camera) {
+	r.mu.Lock()
+	cancel, done := cam.cancel, cam.done
+	cam.cancel, cam.done = nil, nil
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// startAll runs every enabled, not stopped camera's source until ctx ends or the camera is stopped.
+func (r *registry) startAll(ctx context.Context) {
+	r.ops.Lock()
+	defer r.ops.Unlock()
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+	for _, cam := range r.list() {
+		r.runLocked(cam)
+	}
+}
+
+// close stops every source, waits for them and closes the streams so readers end.
+func (r *registry) close() {
+	r.ops.Lock()
+	defer r.ops.Unlock()
+	for _, cam := range r.list() {
+		r.haltLocked(cam)
+	}
+	r.wg.Wait()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ctx = nil
+	for _, cam := range r.cameras {
+		cam.raw.Close()
+	}
+}
+
+func (r *registry) get(id string) (*camera, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	cam, ok := r.cameras[id]
+	return cam, ok
+}
+
+func (r *registry) list() []*camera {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*camera, 0, len(r.order))
+	for _, id := range r.order {
+		out = append(out, r.cameras[id])
+	}
+	return out
+}
+
+// snapshot returns a camera's configuration, whether an operator stopped it, and its source status:
+// disabled cameras report StateDisabled, stopped ones StateStopped.
+func (r *registry) snapshot(c *camera) (CameraConfig, bool, media.SourceStatus) {
+	r.mu.RLock()
+	cfg, src, stopped, running := c.cfg, c.source, c.stopped, c.cancel != nil
+	r.mu.RUnlock()
+	switch {
+	case src == nil:
+		return cfg, stopped, media.SourceStatus{State: media.StateDisabled}
+	case stopped || (!running && r.isRunning()):
+		st := src.Status()
+		st.State = media.StateStopped
+		st.FPS, st.BitrateBps = 0, 0
+		return cfg, stopped, st
+	}
+	return cfg, stopped, src.Status()
+}
+
+func (r *registry) isRunning() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.ctx != nil
+}
+
+// newSource builds the source a camera's URL names (file: or rtsp[s]://).
 func newSource(cfg *Config, cc CameraConfig, out *media.Stream, log *slog.Logger) (source, error) {
 	kind, err := cameraKind(cc.URL)
 	if err != nil {
@@ -92,68 +270,4 @@ func newSource(cfg *Config, cc CameraConfig, out *media.Stream, log *slog.Logger
 		TLSInsecure: cc.TLSInsecure,
 		Logger:      log,
 	}, out), nil
-}
-
-// startAll runs every enabled camera's source until ctx ends or the camera is stopped.
-func (r *registry) startAll(ctx context.Context) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, id := range r.order {
-		cam := r.cameras[id]
-		if cam.source == nil || cam.cancel != nil {
-			continue
-		}
-		cctx, cancel := context.WithCancel(ctx)
-		cam.cancel, cam.done = cancel, make(chan struct{})
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			defer close(cam.done)
-			if err := cam.source.Run(cctx); err != nil && !errors.Is(err, context.Canceled) {
-				r.log.Error("camera source ended", "camera", cam.cfg.ID, "err", err)
-			}
-		}()
-	}
-}
-
-// close stops every source, waits for them and closes the streams so readers end.
-func (r *registry) close() {
-	r.mu.Lock()
-	for _, cam := range r.cameras {
-		if cam.cancel != nil {
-			cam.cancel()
-		}
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, cam := range r.cameras {
-		cam.raw.Close()
-	}
-}
-
-func (r *registry) get(id string) (*camera, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	cam, ok := r.cameras[id]
-	return cam, ok
-}
-
-func (r *registry) list() []*camera {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]*camera, 0, len(r.order))
-	for _, id := range r.order {
-		out = append(out, r.cameras[id])
-	}
-	return out
-}
-
-// status returns the camera's source status; disabled cameras report StateDisabled.
-func (c *camera) status() media.SourceStatus {
-	if c.source == nil {
-		return media.SourceStatus{State: media.StateDisabled}
-	}
-	return c.source.Status()
 }

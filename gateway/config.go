@@ -5,6 +5,8 @@ package gateway
 
 import (
 	"bytes"
+	"crypto"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +24,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"sightline/auth"
 	"sightline/rtsp"
 	"sightline/webrtc"
 )
@@ -29,17 +32,75 @@ import (
 // Config is the whole configuration file. Keys are camelCase in YAML; unknown keys are errors.
 type Config struct {
 	HTTP    HTTPConfig     `yaml:"http"`
+	Auth    AuthConfig     `yaml:"auth"`
+	Limits  LimitsConfig   `yaml:"limits"`
+	API     APIConfig      `yaml:"api"`
 	Log     LogConfig      `yaml:"log"`
 	WebRTC  WebRTCConfig   `yaml:"webrtc"`
 	Cameras []CameraConfig `yaml:"cameras"`
 
 	// baseDir resolves relative file: camera URLs (the config file's folder).
 	baseDir string
+	// configName is the config file's base name without extension ("" for ParseConfig).
+	configName string
+}
+
+// AuthConfig configures who may call the HTTP surface. Auth is on unless enabled is false.
+type AuthConfig struct {
+	Enabled *bool         `yaml:"enabled"`
+	Tokens  []TokenConfig `yaml:"tokens"`
+	JWT     JWTConfig     `yaml:"jwt"`
+}
+
+// IsEnabled reports whether auth is on (true unless explicitly disabled).
+func (a AuthConfig) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
+
+// TokenConfig is a static bearer token and its role (viewer, operator, admin).
+type TokenConfig struct {
+	Token string `yaml:"token"`
+	Role  string `yaml:"role"`
+}
+
+// JWTConfig verifies JWTs: HS256 with a shared secret, RS256/ES256 with PEM public keys from a file.
+type JWTConfig struct {
+	HS256Secret   string `yaml:"hs256Secret"`
+	PublicKeyFile string `yaml:"publicKeyFile"`
+}
+
+// LimitsConfig bounds what one client, one request and all viewers may use.
+type LimitsConfig struct {
+	// APIRate and APIBurst limit requests per client IP per second on /api/ and /metrics.
+	APIRate  float64 `yaml:"apiRate"`
+	APIBurst int     `yaml:"apiBurst"`
+	// WHEPRate and WHEPBurst limit new WHEP sessions and signaling sockets per client IP per second.
+	WHEPRate  float64 `yaml:"whepRate"`
+	WHEPBurst int     `yaml:"whepBurst"`
+	// MaxBodyBytes caps JSON request bodies.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// MaxSessionsPerCamera caps viewers of one camera (0 = unlimited); webrtc.maxSessions caps all.
+	MaxSessionsPerCamera int `yaml:"maxSessionsPerCamera"`
+	// RequestTimeout bounds reading and answering one non-WebSocket request.
+	RequestTimeout Duration `yaml:"requestTimeout"`
+}
+
+// APIConfig configures the REST API's runtime camera management.
+type APIConfig struct {
+	// StateFile keeps cameras created, changed, deleted, started or stopped through the API; it is read
+	// at start. Default: <config name>.state.json beside the config file.
+	StateFile string `yaml:"stateFile"`
+	// MediaDir is the only folder file: cameras created through the API may read ("" = none may).
+	MediaDir string `yaml:"mediaDir"`
+	// AllowHosts, when not empty, is the only hosts (names, IPs or CIDRs) API cameras may reach.
+	AllowHosts []string `yaml:"allowHosts"`
+	// DenyHosts are hosts API cameras may never reach (checked first).
+	DenyHosts []string `yaml:"denyHosts"`
 }
 
 // HTTPConfig configures the single HTTP listener.
 type HTTPConfig struct {
-	Listen       string   `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// AllowOrigins lists the other origins browsers may call from (CORS and WebSocket Origin checks).
+	// Default: none (same origin only); "*" allows any.
 	AllowOrigins []string `yaml:"allowOrigins"`
 }
 
@@ -61,14 +122,14 @@ type WebRTCConfig struct {
 
 // CameraConfig is one camera.
 type CameraConfig struct {
-	ID          string   `yaml:"id"`
-	URL         string   `yaml:"url"`
-	Transport   string   `yaml:"transport"` // auto | tcp | udp (RTSP only)
-	Enabled     *bool    `yaml:"enabled"`   // default true
-	Username    string   `yaml:"username"`  // alternative to user:pass@ in the URL
-	Password    string   `yaml:"password"`
-	ReadTimeout Duration `yaml:"readTimeout"` // no frames for this long = failure (default 5s)
-	TLSInsecure bool     `yaml:"tlsInsecure"` // rtsps: accept a self-signed camera certificate
+	ID          string   `yaml:"id" json:"id"`
+	URL         string   `yaml:"url" json:"url"`
+	Transport   string   `yaml:"transport" json:"transport,omitempty"` // auto | tcp | udp (RTSP only)
+	Enabled     *bool    `yaml:"enabled" json:"enabled,omitempty"`     // default true
+	Username    string   `yaml:"username" json:"username,omitempty"`   // alternative to user:pass@ in the URL
+	Password    string   `yaml:"password" json:"password,omitempty"`
+	ReadTimeout Duration `yaml:"readTimeout" json:"readTimeout,omitempty"` // no frames for this long = failure (default 5s)
+	TLSInsecure bool     `yaml:"tlsInsecure" json:"tlsInsecure,omitempty"` // rtsps: accept a self-signed camera certificate
 }
 
 // IsEnabled reports whether the camera should run (enabled is true unless set to false).
@@ -82,6 +143,23 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
 		return fmt.Errorf("invalid duration %q (want e.g. 5s, 250ms)", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string ("5s").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string like \"5s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. 5s, 250ms)", s)
 	}
 	*d = Duration(v)
 	return nil
@@ -121,6 +199,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	cfg.configName = strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))
 	if err := applyEnv(cfg, os.Environ()); err != nil {
 		return nil, fmt.Errorf("environment: %w", err)
 	}
@@ -258,8 +337,24 @@ func applyDefaults(cfg *Config) *Config {
 	if cfg.HTTP.Listen == "" {
 		cfg.HTTP.Listen = defaultListen
 	}
-	if cfg.HTTP.AllowOrigins == nil {
-		cfg.HTTP.AllowOrigins = []string{"*"}
+	l := &cfg.Limits
+	if l.APIRate == 0 {
+		l.APIRate = 20
+	}
+	if l.APIBurst == 0 {
+		l.APIBurst = 40
+	}
+	if l.WHEPRate == 0 {
+		l.WHEPRate = 2
+	}
+	if l.WHEPBurst == 0 {
+		l.WHEPBurst = 10
+	}
+	if l.MaxBodyBytes == 0 {
+		l.MaxBodyBytes = 64 << 10
+	}
+	if l.RequestTimeout == 0 {
+		l.RequestTimeout = Duration(30 * time.Second)
 	}
 	if cfg.Log.Level == "" {
 		cfg.Log.Level = "info"
@@ -281,7 +376,7 @@ func applyDefaults(cfg *Config) *Config {
 
 // envKeys lists the SIGHTLINE_* overrides applyEnv knows. Cameras are configured in the file only.
 var envKeys = []string{
-	"SIGHTLINE_HTTP_LISTEN", "SIGHTLINE_HTTP_ALLOWORIGINS",
+	"SIGHTLINE_HTTP_LISTEN", "SIGHTLINE_HTTP_ALLOWORIGINS", "SIGHTLINE_AUTH_ENABLED",
 	"SIGHTLINE_LOG_LEVEL", "SIGHTLINE_LOG_FORMAT",
 	"SIGHTLINE_WEBRTC_UDPPORT", "SIGHTLINE_WEBRTC_LOOPBACKONLY", "SIGHTLINE_WEBRTC_NAT1TO1IPS",
 	"SIGHTLINE_WEBRTC_ADDITIONALHOSTS", "SIGHTLINE_WEBRTC_MAXSESSIONS",
@@ -302,6 +397,11 @@ func applyEnv(cfg *Config, environ []string) error {
 			cfg.HTTP.Listen = v
 		case "SIGHTLINE_HTTP_ALLOWORIGINS":
 			cfg.HTTP.AllowOrigins = splitList(v)
+		case "SIGHTLINE_AUTH_ENABLED":
+			var b bool
+			if b, err = strconv.ParseBool(v); err == nil {
+				cfg.Auth.Enabled = &b
+			}
 		case "SIGHTLINE_LOG_LEVEL":
 			cfg.Log.Level = v
 		case "SIGHTLINE_LOG_FORMAT":
@@ -317,7 +417,7 @@ func applyEnv(cfg *Config, environ []string) error {
 		case "SIGHTLINE_WEBRTC_MAXSESSIONS":
 			cfg.WebRTC.MaxSessions, err = strconv.Atoi(v)
 		default:
-			if strings.HasPrefix(k, "SIGHTLINE_HTTP_") || strings.HasPrefix(k, "SIGHTLINE_LOG_") ||
+			if strings.HasPrefix(k, "SIGHTLINE_HTTP_") || strings.HasPrefix(k, "SIGHTLINE_LOG_") || strings.HasPrefix(k, "SIGHTLINE_AUTH_") ||
 				strings.HasPrefix(k, "SIGHTLINE_WEBRTC_") {
 				return fmt.Errorf("%s: unknown setting (known: %s)", k, strings.Join(envKeys, ", "))
 			}
@@ -393,53 +493,163 @@ func (cfg *Config) Validate() error {
 			}
 		}
 	}
+	if err := cfg.validateLimits(); err != nil {
+		return err
+	}
+	if err := cfg.validateAPI(); err != nil {
+		return err
+	}
 	seen := map[string]int{}
 	for i := range cfg.Cameras {
 		c := &cfg.Cameras[i]
 		key := fmt.Sprintf("cameras[%d]", i)
-		if c.ID == "" {
-			return keyErr(key+".id", "is required")
-		}
-		if !cameraIDPattern.MatchString(c.ID) {
-			return keyErr(key+".id", "%q must be 1-64 letters, digits, '-' or '_', starting with a letter or digit", c.ID)
+		if err := cfg.validateCamera(c, key+"."); err != nil {
+			return err
 		}
 		if j, dup := seen[c.ID]; dup {
 			return keyErr(key+".id", "%q is already used by cameras[%d]", c.ID, j)
 		}
 		seen[c.ID] = i
-		if c.URL == "" {
-			return keyErr(key+".url", "is required (rtsp://, rtsps:// or file:)")
+	}
+	return cfg.validateAuth()
+}
+
+// validateCamera checks one camera; prefix ("cameras[0]." or "" for the API) starts every key named.
+func (cfg *Config) validateCamera(c *CameraConfig, prefix string) error {
+	if c.ID == "" {
+		return keyErr(prefix+"id", "is required")
+	}
+	if !cameraIDPattern.MatchString(c.ID) {
+		return keyErr(prefix+"id", "%q must be 1-64 letters, digits, '-' or '_', starting with a letter or digit", c.ID)
+	}
+	if c.URL == "" {
+		return keyErr(prefix+"url", "is required (rtsp://, rtsps:// or file:)")
+	}
+	switch c.Transport {
+	case "auto", "tcp", "udp":
+	default:
+		return keyErr(prefix+"transport", "%q is not one of auto, tcp, udp", c.Transport)
+	}
+	if c.ReadTimeout < Duration(500*time.Millisecond) {
+		return keyErr(prefix+"readTimeout", "%s is too short (at least 500ms)", time.Duration(c.ReadTimeout))
+	}
+	kind, err := cameraKind(c.URL)
+	if err != nil {
+		return keyErr(prefix+"url", "%v", err)
+	}
+	if c.TLSInsecure && !strings.HasPrefix(strings.ToLower(c.URL), "rtsps:") {
+		return keyErr(prefix+"tlsInsecure", "applies to rtsps:// cameras only")
+	}
+	switch kind {
+	case kindFile:
+		if c.Username != "" || c.Password != "" {
+			return keyErr(prefix+"username", "credentials apply to rtsp:// and rtsps:// cameras only")
 		}
-		switch c.Transport {
-		case "auto", "tcp", "udp":
-		default:
-			return keyErr(key+".transport", "%q is not one of auto, tcp, udp", c.Transport)
+		if _, err := cfg.filePath(c.URL); err != nil {
+			return keyErr(prefix+"url", "%v", err)
 		}
-		if c.ReadTimeout < Duration(500*time.Millisecond) {
-			return keyErr(key+".readTimeout", "%s is too short (at least 500ms)", time.Duration(c.ReadTimeout))
-		}
-		kind, err := cameraKind(c.URL)
-		if err != nil {
-			return keyErr(key+".url", "%v", err)
-		}
-		if c.TLSInsecure && !strings.HasPrefix(strings.ToLower(c.URL), "rtsps:") {
-			return keyErr(key+".tlsInsecure", "applies to rtsps:// cameras only")
-		}
-		switch kind {
-		case kindFile:
-			if c.Username != "" || c.Password != "" {
-				return keyErr(key+".username", "credentials apply to rtsp:// and rtsps:// cameras only")
-			}
-			if _, err := cfg.filePath(c.URL); err != nil {
-				return keyErr(key+".url", "%v", err)
-			}
-		case kindRTSP:
-			if err := rtsp.ValidateURL(c.URL); err != nil {
-				return keyErr(key+".url", "%v", err)
-			}
+	case kindRTSP:
+		if err := rtsp.ValidateURL(c.URL); err != nil {
+			return keyErr(prefix+"url", "%v", err)
 		}
 	}
 	return nil
+}
+
+func (cfg *Config) validateAuth() error {
+	a := cfg.Auth
+	for i, t := range a.Tokens {
+		key := fmt.Sprintf("auth.tokens[%d]", i)
+		if t.Token == "" {
+			return keyErr(key+".token", "is required")
+		}
+		if strings.ContainsAny(t.Token, " \t\r\n") {
+			return keyErr(key+".token", "must not contain spaces or line breaks")
+		}
+		if _, err := auth.ParseRole(t.Role); err != nil {
+			return keyErr(key+".role", "%v", err)
+		}
+	}
+	if f := a.JWT.PublicKeyFile; f != "" {
+		if _, err := cfg.publicKeys(); err != nil {
+			return keyErr("auth.jwt.publicKeyFile", "%v", err)
+		}
+	}
+	if a.IsEnabled() && len(a.Tokens) == 0 && a.JWT.HS256Secret == "" && a.JWT.PublicKeyFile == "" {
+		return keyErr("auth", "auth is on (the default) but no auth.tokens or auth.jwt key is configured; "+
+			"add one, or set auth.enabled: false to serve without authentication")
+	}
+	if s := a.JWT.HS256Secret; s != "" && len(s) < 32 {
+		return keyErr("auth.jwt.hs256Secret", "is %d bytes; use at least 32 random bytes", len(s))
+	}
+	return nil
+}
+
+// publicKeys reads auth.jwt.publicKeyFile (relative paths against the config's folder).
+func (cfg *Config) publicKeys() ([]crypto.PublicKey, error) {
+	f := cfg.Auth.JWT.PublicKeyFile
+	if f == "" {
+		return nil, nil
+	}
+	if !filepath.IsAbs(f) {
+		f = filepath.Join(cfg.baseDir, f)
+	}
+	data, err := os.ReadFile(f)
+	if err != nil {
+		return nil, err
+	}
+	return auth.ParsePublicKeys(data)
+}
+
+func (cfg *Config) validateLimits() error {
+	l := cfg.Limits
+	switch {
+	case l.APIRate < 0:
+		return keyErr("limits.apiRate", "%g must be positive (requests per second per client)", l.APIRate)
+	case l.APIBurst < 1:
+		return keyErr("limits.apiBurst", "%d must be 1 or more", l.APIBurst)
+	case l.WHEPRate < 0:
+		return keyErr("limits.whepRate", "%g must be positive (sessions per second per client)", l.WHEPRate)
+	case l.WHEPBurst < 1:
+		return keyErr("limits.whepBurst", "%d must be 1 or more", l.WHEPBurst)
+	case l.MaxBodyBytes < 1024:
+		return keyErr("limits.maxBodyBytes", "%d is too small (at least 1024)", l.MaxBodyBytes)
+	case l.MaxSessionsPerCamera < 0:
+		return keyErr("limits.maxSessionsPerCamera", "%d must be 0 (unlimited) or more", l.MaxSessionsPerCamera)
+	case l.RequestTimeout < Duration(time.Second):
+		return keyErr("limits.requestTimeout", "%s is too short (at least 1s)", time.Duration(l.RequestTimeout))
+	}
+	return nil
+}
+
+func (cfg *Config) validateAPI() error {
+	for i, h := range cfg.API.AllowHosts {
+		if err := checkHostPattern(h); err != nil {
+			return keyErr(fmt.Sprintf("api.allowHosts[%d]", i), "%v", err)
+		}
+	}
+	for i, h := range cfg.API.DenyHosts {
+		if err := checkHostPattern(h); err != nil {
+			return keyErr(fmt.Sprintf("api.denyHosts[%d]", i), "%v", err)
+		}
+	}
+	return nil
+}
+
+// statePath is where runtime camera changes are kept.
+func (cfg *Config) statePath() string {
+	p := cfg.API.StateFile
+	if p == "" {
+		name := cfg.configName
+		if name == "" {
+			name = "sightline"
+		}
+		p = name + ".state.json"
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(cfg.baseDir, p)
+	}
+	return p
 }
 
 type sourceKind int

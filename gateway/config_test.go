@@ -9,8 +9,11 @@ import (
 	"time"
 )
 
+// noAuth turns authentication off explicitly, for tests about something else.
+const noAuth = "auth: {enabled: false}\n"
+
 func TestParseConfigDefaults(t *testing.T) {
-	cfg, err := ParseConfig([]byte("cameras:\n  - {id: demo, url: file:media/demo.h264}\n"), "/etc/sightline")
+	cfg, err := ParseConfig([]byte(noAuth+"cameras:\n  - {id: demo, url: file:media/demo.h264}\n"), "/etc/sightline")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,16 +35,21 @@ func TestParseConfigDefaults(t *testing.T) {
 }
 
 func TestUDPPortZeroMeansFreePort(t *testing.T) {
-	cfg, err := ParseConfig([]byte("webrtc: {udpPort: 0}\n"), "/")
+	cfg, err := ParseConfig([]byte(noAuth+"webrtc: {udpPort: 0}\n"), "/")
 	if err != nil || cfg.WebRTC.UDPPort != 0 {
 		t.Fatalf("udpPort 0 became %d (%v)", cfg.WebRTC.UDPPort, err)
 	}
 }
 
 func TestParseConfigEmptyFile(t *testing.T) {
-	cfg, err := ParseConfig(nil, "/")
-	if err != nil || cfg.HTTP.Listen != ":8080" {
-		t.Fatalf("empty config: %+v, %v", cfg, err)
+	_, err := ParseConfig(nil, "/")
+	var ce *ConfigError
+	if !errors.As(err, &ce) || ce.Key != "auth" || !strings.Contains(err.Error(), "auth.enabled: false") {
+		t.Fatalf("empty config must ask for credentials or an explicit auth.enabled: false: %v", err)
+	}
+	cfg, err := ParseConfig([]byte(noAuth), "/")
+	if err != nil || cfg.HTTP.Listen != ":8080" || len(cfg.HTTP.AllowOrigins) != 0 {
+		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}
 }
 
@@ -75,10 +83,25 @@ func TestParseConfigErrors(t *testing.T) {
 		{"tls on plain rtsp", "cameras: [{id: a, url: 'rtsp://h/x', tlsInsecure: true}]\n", "cameras[0].tlsInsecure", "rtsps"},
 		{"wrong shape", "cameras: {id: a}\n", "cameras", "want a list"},
 		{"bad yaml", "cameras: [\n", "", "parse YAML"},
+		{"auth without role", "auth: {tokens: [{token: x}]}\n", "auth.tokens[0].role", "not one of"},
+		{"auth bad role", "auth: {tokens: [{token: x, role: root}]}\n", "auth.tokens[0].role", "not one of"},
+		{"auth empty token", "auth: {tokens: [{role: admin}]}\n", "auth.tokens[0].token", "required"},
+		{"auth short secret", "auth: {jwt: {hs256Secret: short}}\n", "auth.jwt.hs256Secret", "32"},
+		{"auth missing key file", "auth: {jwt: {publicKeyFile: /nonexistent.pem}}\n", "auth.jwt.publicKeyFile", "no such file"},
+		{"auth no credentials", "auth: {enabled: true}\n", "auth", "no auth.tokens"},
+		{"auth unknown key", "auth: {token: x}\n", "auth.token", "unknown key"},
+		{"limits bad burst", "limits: {apiBurst: -1}\n", "limits.apiBurst", "1 or more"},
+		{"limits small body", "limits: {maxBodyBytes: 10}\n", "limits.maxBodyBytes", "too small"},
+		{"api bad host", "api: {denyHosts: ['a b']}\n", "api.denyHosts[0]", "not an IP"},
+		{"api bad cidr", "api: {allowHosts: ['10.0.0.0/99']}\n", "api.allowHosts[0]", "CIDR"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(c.yaml), "/")
+			y := c.yaml
+			if !strings.HasPrefix(y, "auth") {
+				y = noAuth + y
+			}
+			_, err := ParseConfig([]byte(y), "/")
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -112,20 +135,20 @@ func TestConfigErrorsNeverEchoCredentials(t *testing.T) {
 }
 
 func TestEnvOverrides(t *testing.T) {
-	cfg, err := ParseConfig([]byte("http: {listen: ':8080'}\n"), "/")
+	cfg, err := ParseConfig([]byte(noAuth+"http: {listen: ':8080'}\n"), "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = applyEnv(cfg, []string{
 		"SIGHTLINE_HTTP_LISTEN=127.0.0.1:9000", "SIGHTLINE_WEBRTC_UDPPORT=0",
 		"SIGHTLINE_WEBRTC_LOOPBACKONLY=true", "SIGHTLINE_WEBRTC_NAT1TO1IPS=203.0.113.7, 203.0.113.8",
-		"SIGHTLINE_ASSETS=/ignored", "PATH=/bin",
+		"SIGHTLINE_ASSETS=/ignored", "PATH=/bin", "SIGHTLINE_AUTH_ENABLED=true",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.HTTP.Listen != "127.0.0.1:9000" || cfg.WebRTC.UDPPort != 0 || !cfg.WebRTC.LoopbackOnly ||
-		len(cfg.WebRTC.NAT1To1IPs) != 2 {
+		len(cfg.WebRTC.NAT1To1IPs) != 2 || !cfg.Auth.IsEnabled() {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
 	if err := applyEnv(cfg, []string{"SIGHTLINE_WEBRTC_UDPPORT=abc"}); err == nil ||
@@ -141,7 +164,7 @@ func TestEnvOverrides(t *testing.T) {
 func TestLoadConfigFileAndEnv(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "s.yaml")
-	if err := os.WriteFile(p, []byte("cameras: [{id: demo, url: 'file:clip.h264'}]\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(noAuth+"cameras: [{id: demo, url: 'file:clip.h264'}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SIGHTLINE_LOG_LEVEL", "debug")

@@ -7,11 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"sightline/auth"
 	"sightline/media"
+	"sightline/metrics"
 	"sightline/webrtc"
 )
 
@@ -23,6 +26,15 @@ type Gateway struct {
 	cameras *registry
 	rtc     *webrtc.Server
 	handler http.Handler
+	mux      *http.ServeMux
+	policies map[string]policy // route pattern → what it needs
+	auth    *auth.Authenticator // nil when auth is disabled
+	metrics *metrics.Registry
+	limits  *limiters
+
+	statePath string
+	stateMu   sync.Mutex // serializes API changes: state file and registry move together
+	state     *runtimeState
 
 	srv      *http.Server
 	listener net.Listener
@@ -38,12 +50,44 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, log: log, cameras: newRegistry(log)}
-	for _, cc := range cfg.Cameras {
-		if err := g.cameras.add(cfg, cc); err != nil {
+	g := &Gateway{cfg: cfg, log: log, statePath: cfg.statePath()}
+	g.cameras = newRegistry(log, func(cc CameraConfig, out *media.Stream) (source, error) {
+		return newSource(cfg, cc, out, log.With("camera", cc.ID))
+	})
+	if cfg.Auth.IsEnabled() {
+		keys, err := cfg.publicKeys()
+		if err != nil {
+			return nil, fmt.Errorf("auth.jwt.publicKeyFile: %w", err)
+		}
+		ac := auth.Config{HS256Secret: []byte(cfg.Auth.JWT.HS256Secret), PublicKeys: keys}
+		for _, t := range cfg.Auth.Tokens {
+			role, _ := auth.ParseRole(t.Role) // validated
+			ac.Tokens = append(ac.Tokens, auth.StaticToken{Token: t.Token, Role: role})
+		}
+		if g.auth, err = auth.New(ac); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	}
+	st, err := loadState(g.statePath)
+	if err != nil {
+		return nil, err
+	}
+	cams, err := st.apply(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", g.statePath, err)
+	}
+	g.state = st
+	for _, cc := range cams {
+		if err := g.cameras.add(cc, slices.Contains(st.Stopped, cc.ID)); err != nil {
 			return nil, err
 		}
 	}
+	if len(st.Cameras)+len(st.Deleted)+len(st.Stopped) > 0 {
+		log.Info("runtime camera changes loaded", "state_file", g.statePath, "changed", len(st.Cameras),
+			"deleted", len(st.Deleted), "stopped", len(st.Stopped))
+	}
+	g.metrics = metrics.New(g.metricSamples)
+	g.limits = newLimiters(cfg.Limits)
 	rtc, err := webrtc.NewServer(webrtc.Config{
 		UDPPort:         cfg.WebRTC.UDPPort,
 		LoopbackOnly:    cfg.WebRTC.LoopbackOnly,
@@ -92,6 +136,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 		cancel()
 	}()
 	g.cameras.startAll(runCtx)
+	if !g.cfg.Auth.IsEnabled() {
+		g.log.Warn("authentication is DISABLED (auth.enabled: false): anyone who reaches the HTTP listener may watch, change and delete cameras",
+			"http", ln.Addr().String())
+	}
+	for _, t := range g.cfg.Auth.Tokens {
+		if len(t.Token) < 16 {
+			g.log.Warn("a static token is shorter than 16 characters; use long random tokens", "role", t.Role)
+		}
+	}
+	// Per-request read and write deadlines (limits.requestTimeout) are set by the policy middleware,
+	// which leaves WebSockets alone; the server-wide ones bound headers and idle connections.
 	g.srv = &http.Server{
 		Handler:           g.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -109,7 +164,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}()
 	g.ready.Store(true)
 	g.log.Info("sightline started", "http", ln.Addr().String(), "udp_port", g.cfg.WebRTC.UDPPort,
-		"cameras", len(g.cfg.Cameras), "loopback_only", g.cfg.WebRTC.LoopbackOnly)
+		"cameras", len(g.cameras.list()), "loopback_only", g.cfg.WebRTC.LoopbackOnly, "auth", g.cfg.Auth.IsEnabled())
 	return nil
 }
 
@@ -159,4 +214,19 @@ func (g *Gateway) Close() error {
 // a viewer received.
 func (g *Gateway) SentFrames(cameraID string) []webrtc.SentFrame {
 	return g.rtc.SentFrames(cameraID, webrtc.VariantRaw)
+}
+
+// metricSamples is the per-camera snapshot /metrics reads at scrape time.
+func (g *Gateway) metricSamples() []metrics.CameraSample {
+	cams := g.cameras.list()
+	out := make([]metrics.CameraSample, 0, len(cams))
+	for _, c := range cams {
+		cfg, _, st := g.cameras.snapshot(c)
+		out = append(out, metrics.CameraSample{
+			ID: cfg.ID, State: string(st.State), Streaming: st.State == media.StateStreaming,
+			Frames: st.Frames, Bytes: st.Bytes, FPS: st.FPS, BitrateBps: st.BitrateBps,
+			Restarts: st.RestartCount, Viewers: g.rtc.Viewers(cfg.ID), Readers: c.raw.Stats().Readers,
+		})
+	}
+	return out
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -41,8 +42,20 @@ func (l *logBuffer) String() string {
 // startGateway starts a loopback-only gateway from YAML camera entries and stops it with the test.
 func startGateway(t *testing.T, cameras string) (*Gateway, *logBuffer) {
 	t.Helper()
-	yaml := "http: {listen: '127.0.0.1:0'}\nwebrtc: {udpPort: 0, loopbackOnly: true}\nlog: {level: debug}\n" + cameras
-	cfg, err := ParseConfig([]byte(yaml), t.TempDir())
+	return startGatewayYAML(t, "http: {listen: '127.0.0.1:0'}\n"+noAuth+cameras)
+}
+
+// startGatewayYAML starts a loopback-only gateway from a config whose http, auth and cameras sections
+// the test writes, with its state file in a fresh folder.
+func startGatewayYAML(t *testing.T, extra string) (*Gateway, *logBuffer) {
+	t.Helper()
+	return startGatewayIn(t, t.TempDir(), extra)
+}
+
+func startGatewayIn(t *testing.T, dir, extra string) (*Gateway, *logBuffer) {
+	t.Helper()
+	yaml := "webrtc: {udpPort: 0, loopbackOnly: true}\nlog: {level: debug}\n" + extra
+	cfg, err := ParseConfig([]byte(yaml), dir)
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}
@@ -145,7 +158,8 @@ func TestAPIAndHealth(t *testing.T) {
 }
 
 func TestCORSPreflight(t *testing.T) {
-	g, _ := startGateway(t, "cameras: [{id: cam, url: 'rtsp://127.0.0.1:1/x'}]\n")
+	g, _ := startGatewayYAML(t, "http: {listen: '127.0.0.1:0', allowOrigins: ['https://player.example']}\n"+noAuth+
+		"cameras: [{id: cam, url: 'rtsp://127.0.0.1:1/x'}]\n")
 	for _, path := range []string{"/api/v1/cameras", "/whep/cam"} {
 		req, _ := http.NewRequest(http.MethodOptions, "http://"+g.HTTPAddr()+path, nil)
 		req.Header.Set("Origin", "https://player.example")
@@ -301,7 +315,8 @@ func TestCloseWithViewersLeaksNothing(t *testing.T) {
 	before := runtime.NumGoroutine()
 	func() {
 		cfg, err := ParseConfig([]byte(fmt.Sprintf(
-			"http: {listen: '127.0.0.1:0'}\nwebrtc: {udpPort: 0, loopbackOnly: true}\ncameras: [{id: f, url: 'file://%s'}]\n", asset)), "/")
+			"http: {listen: '127.0.0.1:0'}\n"+noAuth+"webrtc: {udpPort: 0, loopbackOnly: true}\napi: {stateFile: %s}\ncameras: [{id: f, url: 'file://%s'}]\n",
+			filepath.Join(t.TempDir(), "state.json"), asset)), "/")
 		if err != nil {
 			t.Fatal(err)
 		}

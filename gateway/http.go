@@ -8,52 +8,123 @@ import (
 	"slices"
 	"strings"
 
+	"sightline/auth"
 	"sightline/media"
 	"sightline/rtsp"
 	"sightline/web"
 )
 
-// routes builds the HTTP surface. Every route gets CORS and panic recovery.
+// route is one entry of the HTTP surface: its mux pattern, what it needs, and its handler (nil for the
+// routes webrtc.Server.Register adds). The OpenAPI document is tested against this table.
+type route struct {
+	pattern string
+	policy  policy
+	handler http.HandlerFunc
+}
+
+var (
+	public   = policy{}
+	viewer   = policy{role: auth.RoleViewer, limit: limitAPI}
+	operator = policy{role: auth.RoleOperator, limit: limitAPI}
+	admin    = policy{role: auth.RoleAdmin, limit: limitAPI}
+	whepNew  = policy{role: auth.RoleViewer, limit: limitWHEP}
+	whepSess = policy{role: auth.RoleViewer}
+	wsSignal = policy{role: auth.RoleViewer, limit: limitWHEP, ws: true}
+)
+
+// routeTable lists every route. Order does not matter (Go 1.22 patterns pick the most specific).
+func (g *Gateway) routeTable() []route {
+	return []route{
+		{"/", public, web.Handler().ServeHTTP},
+		{"GET /healthz", public, g.healthz},
+		{"GET /readyz", public, g.readyz},
+		{"GET /metrics", viewer, g.metrics.Handler().ServeHTTP},
+		{"GET /api/v1/openapi.json", public, serveOpenAPI},
+		{"GET /api/v1/whoami", viewer, g.whoami},
+		{"GET /api/v1/cameras", viewer, g.listCameras},
+		{"POST /api/v1/cameras", admin, g.createCamera},
+		{"GET /api/v1/cameras/{id}", viewer, g.getCamera},
+		{"PUT /api/v1/cameras/{id}", admin, g.updateCamera},
+		{"DELETE /api/v1/cameras/{id}", admin, g.deleteCamera},
+		{"POST /api/v1/cameras/{id}/start", operator, g.startCamera},
+		{"POST /api/v1/cameras/{id}/stop", operator, g.stopCamera},
+		{"/api/", viewer, func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "not_found", "no API route "+r.Method+" "+r.URL.Path)
+		}},
+		// Registered by webrtc.Server.Register.
+		{"POST /whep/{camera}", whepNew, nil},
+		{"POST /whep/{camera}/annotated", whepNew, nil},
+		{"OPTIONS /whep/{camera}", public, nil},
+		{"OPTIONS /whep/{camera}/annotated", public, nil},
+		{"PATCH /whep/{camera}/sessions/{id}", whepSess, nil},
+		{"DELETE /whep/{camera}/sessions/{id}", whepSess, nil},
+		{"OPTIONS /whep/{camera}/sessions/{id}", public, nil},
+		{"GET /ws/signal", wsSignal, nil},
+	}
+}
+
+// routes builds the HTTP surface: panic recovery, then CORS (so refusals are readable cross-origin),
+// then the guard (rate limit, auth, deadlines, logs, metrics), then the mux.
 func (g *Gateway) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !g.ready.Load() {
-			writeError(w, http.StatusServiceUnavailable, "not_ready", "listeners are not up yet")
-			return
+	g.mux = http.NewServeMux()
+	g.policies = map[string]policy{}
+	for _, rt := range g.routeTable() {
+		g.policies[rt.pattern] = rt.policy
+		if rt.handler != nil {
+			g.mux.HandleFunc(rt.pattern, rt.handler)
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	mux.HandleFunc("GET /api/v1/cameras", g.listCameras)
-	mux.HandleFunc("GET /api/v1/cameras/{id}", g.getCamera)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no API route "+r.Method+" "+r.URL.Path)
-	})
-	g.rtc.Register(mux)
-	return g.recoverPanics(g.cors(mux))
+	}
+	g.rtc.Register(g.mux)
+	return g.recoverPanics(g.cors(g.guard(g.mux)))
+}
+
+func (g *Gateway) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	if !g.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "listeners are not up yet")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// whoami tells a client which role its token grants (the UI uses it to show or hide controls).
+func (g *Gateway) whoami(w http.ResponseWriter, r *http.Request) {
+	role := auth.RoleAdmin
+	if g.auth != nil {
+		tok, _ := auth.FromRequest(r)
+		role, _ = g.auth.Authenticate(tok) // the guard already accepted it
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"role": role.String(), "auth": g.auth != nil})
 }
 
 // cameraView is a camera as the API returns it: credentials are never included.
 type cameraView struct {
-	ID        string             `json:"id"`
-	URL       string             `json:"url"`
-	Transport string             `json:"transport"`
-	Enabled   bool               `json:"enabled"`
-	Viewers   int                `json:"viewers"`
-	Status    media.SourceStatus `json:"status"`
+	ID          string             `json:"id"`
+	URL         string             `json:"url"`
+	Transport   string             `json:"transport"`
+	Enabled     bool               `json:"enabled"`
+	Stopped     bool               `json:"stopped"`
+	ReadTimeout Duration           `json:"readTimeout"`
+	TLSInsecure bool               `json:"tlsInsecure,omitempty"`
+	Viewers     int                `json:"viewers"`
+	Status      media.SourceStatus `json:"status"`
 }
 
 func (g *Gateway) view(c *camera) cameraView {
+	cfg, stopped, st := g.cameras.snapshot(c)
 	return cameraView{
-		ID:        c.cfg.ID,
-		URL:       rtsp.Redact(c.cfg.URL),
-		Transport: c.cfg.Transport,
-		Enabled:   c.cfg.IsEnabled(),
-		Viewers:   g.rtc.Viewers(c.cfg.ID),
-		Status:    c.status(),
+		ID:          cfg.ID,
+		URL:         rtsp.Redact(cfg.URL),
+		Transport:   cfg.Transport,
+		Enabled:     cfg.IsEnabled(),
+		Stopped:     stopped,
+		ReadTimeout: cfg.ReadTimeout,
+		TLSInsecure: cfg.TLSInsecure,
+		Viewers:     g.rtc.Viewers(cfg.ID),
+		Status:      st,
 	}
 }
 
@@ -78,6 +149,7 @@ func (g *Gateway) getCamera(w http.ResponseWriter, r *http.Request) {
 
 // cors answers preflights and adds CORS headers for allowed origins. WHEP players live on other
 // origins and need Location, ETag and Link exposed (../shared/testing/WHEP.md).
+// With no http.allowOrigins (the default) no CORS header is sent: only same-origin pages may call.
 func (g *Gateway) cors(next http.Handler) http.Handler {
 	allowAll := slices.Contains(g.cfg.HTTP.AllowOrigins, "*")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
