@@ -23,14 +23,14 @@ type Gateway struct {
 	cfg *Config
 	log *slog.Logger
 
-	cameras *registry
-	rtc     *webrtc.Server
-	handler http.Handler
+	cameras  *registry
+	rtc      *webrtc.Server
+	handler  http.Handler
 	mux      *http.ServeMux
-	policies map[string]policy // route pattern → what it needs
-	auth    *auth.Authenticator // nil when auth is disabled
-	metrics *metrics.Registry
-	limits  *limiters
+	policies map[string]policy   // route pattern → what it needs
+	auth     *auth.Authenticator // nil when auth is disabled
+	metrics  *metrics.Registry
+	limits   *limiters
 
 	statePath string
 	stateMu   sync.Mutex // serializes API changes: state file and registry move together
