@@ -26,6 +26,8 @@ func TestBrowserPlaysCameraOverWHEP(t *testing.T) {
 	_, base := startGateway(t, fmt.Sprintf(`
 http:
   listen: 127.0.0.1:0
+auth:
+  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
 webrtc:
   udpPort: 0
   loopbackOnly: true
@@ -81,6 +83,8 @@ func TestBrowserPlaysRTSPCameraFocused(t *testing.T) {
 	g, _ := startGateway(t, fmt.Sprintf(`
 http:
   listen: 127.0.0.1:0
+auth:
+  tokens: [{token: test-token, role: viewer}]
 webrtc:
   udpPort: 0
   loopbackOnly: true
@@ -174,6 +178,8 @@ func TestBrowserRecoversWhenCameraReturns(t *testing.T) {
 	_, base := startGateway(t, fmt.Sprintf(`
 http:
   listen: 127.0.0.1:0
+auth:
+  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
 webrtc:
   udpPort: 0
   loopbackOnly: true
@@ -238,6 +244,8 @@ func TestBrowserReconnectsWhenSessionEnds(t *testing.T) {
 	_, base := startGateway(t, fmt.Sprintf(`
 http:
   listen: 127.0.0.1:0
+auth:
+  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
 webrtc:
   udpPort: 0
   loopbackOnly: true

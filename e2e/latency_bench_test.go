@@ -103,6 +103,8 @@ func BenchmarkBrowserGlassToGlass(b *testing.B) {
 	g := startBenchGateway(b, fmt.Sprintf(`
 http:
   listen: 127.0.0.1:0
+auth:
+  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
 webrtc:
   udpPort: 0
   loopbackOnly: true

@@ -14,6 +14,8 @@ import (
 func startSightline(ctx context.Context, rtspURL, transport string, logLevel slog.Level) (*gateway.Gateway, error) {
 	yaml := fmt.Sprintf(`http:
   listen: "127.0.0.1:0"
+auth:
+  enabled: false # loopback-only benchmark process
 log: {level: %q, format: text}
 webrtc:
   udpPort: 0
