@@ -79,7 +79,7 @@ type Decoder struct {
 	skipped []AccelAttempt
 
 	ctx    *C.AVCodecContext
-	hw     *C.sl_hw      // ctx->opaque, C memory; nil for software
+	hw     *C.sl_hw       // ctx->opaque, C memory; nil for software
 	dev    *C.AVBufferRef // hardware device; nil for software
 	hwFmt  C.int
 	pkt    *C.AVPacket
