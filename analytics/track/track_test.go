@@ -154,7 +154,7 @@ func TestPredictExtrapolates(t *testing.T) {
 	if len(p) != 1 {
 		t.Fatalf("predict: %v", p)
 	}
-	want := 0.1 + 0.1*float32((last + 500*time.Millisecond).Seconds())
+	want := 0.1 + 0.1*float32((last+500*time.Millisecond).Seconds())
 	if math.Abs(float64(p[0].Box.X-want)) > 0.005 || math.Abs(float64(p[0].VX-0.1)) > 0.01 {
 		t.Fatalf("predicted x %.4f vx %.4f, want %.4f 0.1", p[0].Box.X, p[0].VX, want)
 	}
