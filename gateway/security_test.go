@@ -1,0 +1,489 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"sightline/auth"
+)
+
+const (
+	tokViewer   = "viewer-token-0123456789"
+	tokOperator = "operator-token-0123456789"
+	tokAdmin    = "admin-token-0123456789abc"
+	jwtSecret   = "jwt-secret-0123456789-0123456789-abcdef"
+)
+
+// authConfig turns auth on with one static token per role and an HS256 secret, and raises the rate
+// limits out of the way (the limit tests set their own).
+const authConfig = `http: {listen: '127.0.0.1:0'}
+auth:
+  tokens:
+    - {token: ` + tokViewer + `, role: viewer}
+    - {token: ` + tokOperator + `, role: operator}
+    - {token: ` + tokAdmin + `, role: admin}
+  jwt: {hs256Secret: ` + jwtSecret + `}
+limits: {apiRate: 100000, apiBurst: 100000, whepRate: 100000, whepBurst: 100000}
+`
+
+func signJWT(t *testing.T, role string, exp time.Time, secret string) string {
+	t.Helper()
+	tok, err := auth.Sign(map[string]any{"role": role, "exp": exp.Unix()}, "HS256", []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type credential struct {
+	name  string
+	token string
+	query bool      // send as ?token= instead of the header
+	role  auth.Role // RoleNone: must be refused with 401
+}
+
+func credentials(t *testing.T) []credential {
+	hour := time.Now().Add(time.Hour)
+	return []credential{
+		{name: "none"},
+		{name: "bad token", token: "not-a-token"},
+		{name: "bearer prefix only", token: " "},
+		{name: "expired jwt", token: signJWT(t, "admin", time.Now().Add(-time.Hour), jwtSecret)},
+		{name: "wrong signature", token: signJWT(t, "admin", hour, "another-secret-0123456789-0123456789")},
+		{name: "tampered role", token: tamper(signJWT(t, "viewer", hour, jwtSecret))},
+		{name: "viewer", token: tokViewer, role: auth.RoleViewer},
+		{name: "operator", token: tokOperator, role: auth.RoleOperator},
+		{name: "admin", token: tokAdmin, role: auth.RoleAdmin},
+		{name: "viewer query", token: tokViewer, query: true, role: auth.RoleViewer},
+		{name: "admin query", token: tokAdmin, query: true, role: auth.RoleAdmin},
+		{name: "jwt viewer", token: signJWT(t, "viewer", hour, jwtSecret), role: auth.RoleViewer},
+		{name: "jwt admin", token: signJWT(t, "admin", hour, jwtSecret), role: auth.RoleAdmin},
+	}
+}
+
+// tamper swaps a JWT's claims for admin ones, keeping the signature.
+func tamper(tok string) string {
+	parts := strings.Split(tok, ".")
+	parts[1] = "eyJyb2xlIjoiYWRtaW4ifQ" // {"role":"admin"}
+	return strings.Join(parts, ".")
+}
+
+// probe is a request that reaches a route without changing anything when allowed (unknown ids, invalid
+// bodies), so the matrix can run every credential against it.
+type probe struct {
+	method, path, ctype, body string
+}
+
+var probes = map[string]probe{
+	"/":                                      {"GET", "/", "", ""},
+	"GET /healthz":                           {"GET", "/healthz", "", ""},
+	"GET /readyz":                            {"GET", "/readyz", "", ""},
+	"GET /metrics":                           {"GET", "/metrics", "", ""},
+	"GET /api/v1/openapi.json":               {"GET", "/api/v1/openapi.json", "", ""},
+	"GET /api/v1/whoami":                     {"GET", "/api/v1/whoami", "", ""},
+	"GET /api/v1/cameras":                    {"GET", "/api/v1/cameras", "", ""},
+	"POST /api/v1/cameras":                   {"POST", "/api/v1/cameras", "application/json", `{"id":"new"}`},
+	"GET /api/v1/cameras/{id}":               {"GET", "/api/v1/cameras/cam", "", ""},
+	"PUT /api/v1/cameras/{id}":               {"PUT", "/api/v1/cameras/cam", "application/json", `{"transport":"quic"}`},
+	"DELETE /api/v1/cameras/{id}":            {"DELETE", "/api/v1/cameras/nope", "", ""},
+	"POST /api/v1/cameras/{id}/start":        {"POST", "/api/v1/cameras/nope/start", "", ""},
+	"POST /api/v1/cameras/{id}/stop":         {"POST", "/api/v1/cameras/nope/stop", "", ""},
+	"/api/":                                  {"GET", "/api/v1/nothing", "", ""},
+	"POST /whep/{camera}":                    {"POST", "/whep/cam", "application/sdp", "v=0\r\n"},
+	"POST /whep/{camera}/annotated":          {"POST", "/whep/cam/annotated", "application/sdp", "v=0\r\n"},
+	"OPTIONS /whep/{camera}":                 {"OPTIONS", "/whep/cam", "", ""},
+	"OPTIONS /whep/{camera}/annotated":       {"OPTIONS", "/whep/cam/annotated", "", ""},
+	"PATCH /whep/{camera}/sessions/{id}":     {"PATCH", "/whep/cam/sessions/nope", "application/trickle-ice-sdpfrag", "a=ice-ufrag:x\r\n"},
+	"DELETE /whep/{camera}/sessions/{id}":    {"DELETE", "/whep/cam/sessions/nope", "", ""},
+	"OPTIONS /whep/{camera}/sessions/{id}":   {"OPTIONS", "/whep/cam/sessions/nope", "", ""},
+	"GET /ws/signal":                         {"GET", "/ws/signal", "", ""},
+}
+
+func do(t *testing.T, base string, p probe, c credential) (int, string) {
+	t.Helper()
+	u := base + p.path
+	if c.query && c.token != "" {
+		u += "?token=" + c.token
+	}
+	req, err := http.NewRequest(p.method, u, strings.NewReader(p.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ctype != "" {
+		req.Header.Set("Content-Type", p.ctype)
+	}
+	if !c.query && c.name != "none" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// Every route, every credential: a caller without a valid token gets 401 on every protected route,
+// a valid token with too low a role gets 403, and nothing else is refused. No token appears in logs.
+func TestAuthMatrix(t *testing.T) {
+	g, logs := startGatewayYAML(t, authConfig+"cameras: [{id: cam, url: 'rtsp://127.0.0.1:1/x'}]\n")
+	base := "http://" + g.HTTPAddr()
+	creds := credentials(t)
+	for _, rt := range g.routeTable() {
+		p, ok := probes[rt.pattern]
+		if !ok {
+			t.Fatalf("route %q has no probe in this test: add one", rt.pattern)
+		}
+		for _, c := range creds {
+			code, body := do(t, base, p, c)
+			need := rt.policy.role
+			switch {
+			case need == auth.RoleNone || p.method == http.MethodOptions:
+				if code == 401 || code == 403 {
+					t.Errorf("%s with %s: public route refused %d", rt.pattern, c.name, code)
+				}
+			case c.role == auth.RoleNone:
+				if code != 401 {
+					t.Errorf("UNAUTHORIZED SUCCESS? %s with %s: %d %s", rt.pattern, c.name, code, body)
+				} else if !strings.Contains(body, `"code": "unauthorized"`) {
+					t.Errorf("%s with %s: 401 body %s", rt.pattern, c.name, body)
+				}
+			case c.role < need:
+				if code != 403 {
+					t.Errorf("%s with %s (needs %s): %d, want 403", rt.pattern, c.name, need, code)
+				}
+			default:
+				if code == 401 || code == 403 || code == 429 {
+					t.Errorf("%s with %s: refused %d %s", rt.pattern, c.name, code, body)
+				}
+			}
+		}
+	}
+	// The signaling WebSocket opens with ?token= (browsers cannot set headers on WebSockets) and is
+	// refused without it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	wsURL := "ws://" + g.HTTPAddr() + "/ws/signal"
+	if _, resp, err := websocket.Dial(ctx, wsURL, nil); err == nil || resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("WebSocket without token: %v %v", err, resp)
+	}
+	conn, _, err := websocket.Dial(ctx, wsURL+"?token="+tokViewer, nil)
+	if err != nil {
+		t.Fatalf("WebSocket with ?token=: %v", err)
+	}
+	conn.Close(websocket.StatusNormalClosure, "")
+	// Another origin may not open the socket (the server's handler does not check Origin itself).
+	hdr := http.Header{"Origin": {"https://evil.example"}}
+	if _, resp, err := websocket.Dial(ctx, wsURL+"?token="+tokViewer, &websocket.DialOptions{HTTPHeader: hdr}); err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("cross-origin WebSocket: %v %v", err, resp)
+	}
+
+	var who struct{ Role string }
+	req, _ := http.NewRequest("GET", base+"/api/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer "+tokOperator)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&who)
+	resp.Body.Close()
+	if who.Role != "operator" {
+		t.Fatalf("whoami: %+v", who)
+	}
+
+	out := logs.String()
+	for _, c := range creds {
+		if len(c.token) > 3 && strings.Contains(out, c.token) {
+			t.Fatalf("a token (%s) appears in the logs", c.name)
+		}
+	}
+	if !strings.Contains(out, "request refused") {
+		t.Fatal("refusals were not logged")
+	}
+}
+
+// Every pattern the mux serves has a policy, and the WHEP/WS patterns the table names for
+// webrtc.Server.Register are the ones it registered.
+func TestRouteTableMatchesMux(t *testing.T) {
+	g, _ := startGatewayYAML(t, authConfig)
+	for _, rt := range g.routeTable() {
+		p := probes[rt.pattern]
+		req, _ := http.NewRequest(p.method, "http://x"+p.path, nil)
+		if _, pattern := g.mux.Handler(req); pattern != rt.pattern {
+			t.Errorf("%s %s is served by pattern %q, want %q", p.method, p.path, pattern, rt.pattern)
+		}
+	}
+}
+
+func TestAuthRequiresExplicitDisable(t *testing.T) {
+	_, err := ParseConfig([]byte("http: {listen: '127.0.0.1:0'}\n"), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "auth.enabled: false") {
+		t.Fatalf("a config without credentials started without auth: %v", err)
+	}
+	_, logs := startGatewayYAML(t, "http: {listen: '127.0.0.1:0'}\n"+noAuth)
+	if !strings.Contains(logs.String(), "authentication is DISABLED") {
+		t.Fatalf("no warning when auth is off:\n%s", logs)
+	}
+}
+
+func TestJWTPublicKeyFileConfig(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "keys.pem"), []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ParseConfig([]byte("auth: {jwt: {publicKeyFile: keys.pem}}\n"), dir)
+	if err == nil || !strings.Contains(err.Error(), "auth.jwt.publicKeyFile") || !strings.Contains(err.Error(), "never a private key") {
+		t.Fatalf("private key file accepted: %v", err)
+	}
+}
+
+func apiDo(t *testing.T, g *Gateway, method, path, token, ctype, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+g.HTTPAddr()+path, strings.NewReader(body))
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("%s %s: %d non-JSON body %q", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, m, resp.Header
+}
+
+// Every error status the API gives, with the {"error","code"} shape and the field at fault.
+func TestAPIErrors(t *testing.T) {
+	media := t.TempDir()
+	clip := filepath.Join(media, "clip.h264")
+	if err := os.WriteFile(clip, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := startGatewayYAML(t, authConfig+fmt.Sprintf(`api: {mediaDir: %s, denyHosts: ['169.254.0.0/16', metadata.internal], allowHosts: ['127.0.0.0/8', '169.254.0.0/16', '*.cams.example']}
+cameras: [{id: cam, url: 'rtsp://127.0.0.1:1/x'}]
+`, media))
+	const js = "application/json"
+	cases := []struct {
+		name, method, path, ctype, body string
+		status                          int
+		code, field, msg                string
+	}{
+		{"bad json", "POST", "/api/v1/cameras", js, `{"id":`, 400, "bad_json", "", "not a JSON object"},
+		{"not an object", "POST", "/api/v1/cameras", js, `[1]`, 400, "bad_json", "", ""},
+		{"trailing data", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://127.0.0.1/x"} {}`, 400, "bad_json", "", "after the JSON"},
+		{"unknown field", "POST", "/api/v1/cameras", js, `{"id":"a","uri":"x"}`, 400, "bad_json", "uri", "unknown field"},
+		{"wrong type", "POST", "/api/v1/cameras", js, `{"id":5}`, 400, "bad_json", "id", "want a JSON string"},
+		{"no content type", "POST", "/api/v1/cameras", "", `{}`, 415, "unsupported_media_type", "", "application/json"},
+		{"form content type", "POST", "/api/v1/cameras", "application/x-www-form-urlencoded", `id=a`, 415, "unsupported_media_type", "", ""},
+		{"too large", "POST", "/api/v1/cameras", js, `{"id":"` + strings.Repeat("a", 70<<10) + `"}`, 413, "body_too_large", "", "maxBodyBytes"},
+		{"missing id", "POST", "/api/v1/cameras", js, `{"url":"rtsp://127.0.0.1/x"}`, 422, "invalid_value", "id", "required"},
+		{"bad id", "POST", "/api/v1/cameras", js, `{"id":"a b","url":"rtsp://127.0.0.1/x"}`, 422, "invalid_value", "id", "letters"},
+		{"bad scheme", "POST", "/api/v1/cameras", js, `{"id":"a","url":"http://u:hunter2@127.0.0.1/x"}`, 422, "invalid_value", "url", "unsupported scheme"},
+		{"bad transport", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://127.0.0.1/x","transport":"quic"}`, 422, "invalid_value", "transport", "not one of"},
+		{"bad duration", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://127.0.0.1/x","readTimeout":"soon"}`, 422, "invalid_value", "", "invalid duration"},
+		{"file outside media dir", "POST", "/api/v1/cameras", js, `{"id":"a","url":"file:///etc/passwd"}`, 422, "invalid_value", "url", "media folder"},
+		{"file traversal", "POST", "/api/v1/cameras", js, `{"id":"a","url":"file://` + media + `/../x.h264"}`, 422, "invalid_value", "url", "media folder"},
+		{"denied host", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://u:hunter2@169.254.169.254/x"}`, 422, "invalid_value", "url", "denyHosts"},
+		{"host not allowed", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://10.1.2.3/x"}`, 422, "invalid_value", "url", "allowHosts"},
+		{"duplicate", "POST", "/api/v1/cameras", js, `{"id":"cam","url":"rtsp://127.0.0.1/x"}`, 409, "camera_exists", "id", "already exists"},
+		{"update unknown", "PUT", "/api/v1/cameras/nope", js, `{"url":"rtsp://127.0.0.1/x"}`, 404, "unknown_camera", "", ""},
+		{"update changes id", "PUT", "/api/v1/cameras/cam", js, `{"id":"other","url":"rtsp://127.0.0.1/x"}`, 422, "invalid_value", "id", "cannot change"},
+		{"delete unknown", "DELETE", "/api/v1/cameras/nope", "", "", 404, "unknown_camera", "", ""},
+		{"start unknown", "POST", "/api/v1/cameras/nope/start", "", "", 404, "unknown_camera", "", ""},
+		{"unknown route", "GET", "/api/v1/nothing", "", "", 404, "not_found", "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, m, _ := apiDo(t, g, c.method, c.path, tokAdmin, c.ctype, c.body)
+			if code != c.status || m["code"] != c.code {
+				t.Fatalf("%d %v, want %d %s", code, m, c.status, c.code)
+			}
+			if msg, _ := m["error"].(string); msg == "" || !strings.Contains(msg, c.msg) || strings.Contains(msg, "hunter2") {
+				t.Fatalf("error %q (want it to say %q, without credentials)", msg, c.msg)
+			}
+			if c.field != "" && m["field"] != c.field {
+				t.Fatalf("field %v, want %s", m["field"], c.field)
+			}
+		})
+	}
+	// A file inside the media folder is fine.
+	if code, m, _ := apiDo(t, g, "POST", "/api/v1/cameras", tokAdmin, js, `{"id":"clip","url":"file://`+clip+`"}`); code != 201 {
+		t.Fatalf("file camera in the media folder: %d %v", code, m)
+	}
+	// 503: a gateway that is not running refuses changes.
+	cfg, err := ParseConfig([]byte(noAuth+"webrtc: {udpPort: 0, loopbackOnly: true}\n"), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idle.Close() })
+	rec := newRecorder()
+	req, _ := http.NewRequest("POST", "/api/v1/cameras", strings.NewReader(`{"id":"a","url":"rtsp://127.0.0.1/x"}`))
+	req.Header.Set("Content-Type", js)
+	req.RemoteAddr = "127.0.0.1:1"
+	idle.Handler().ServeHTTP(rec, req)
+	if rec.code != 503 || !strings.Contains(rec.body.String(), `"unavailable"`) {
+		t.Fatalf("not running: %d %s", rec.code, rec.body.String())
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	g, _ := startGatewayYAML(t, "http: {listen: '127.0.0.1:0'}\n"+noAuth+
+		"limits: {apiRate: 0.001, apiBurst: 3, whepRate: 0.001, whepBurst: 2}\ncameras: [{id: cam, url: 'rtsp://127.0.0.1:1/x'}]\n")
+	for i := 0; i < 3; i++ {
+		if code, _, _ := apiDo(t, g, "GET", "/api/v1/cameras", "", "", ""); code != 200 {
+			t.Fatalf("request %d: %d", i, code)
+		}
+	}
+	code, m, h := apiDo(t, g, "GET", "/api/v1/cameras", "", "", "")
+	if code != 429 || m["code"] != "rate_limited" || h.Get("Retry-After") == "" {
+		t.Fatalf("4th API request: %d %v %v", code, m, h)
+	}
+	// Health and the UI are not limited; WHEP session creation has its own bucket.
+	if code, _, _ := apiDo(t, g, "GET", "/healthz", "", "", ""); code != 200 {
+		t.Fatalf("healthz limited: %d", code)
+	}
+	for i := 0; i < 2; i++ {
+		if code, _, _ := apiDo(t, g, "POST", "/whep/cam", "", "application/sdp", "v=0\r\n"); code == 429 {
+			t.Fatalf("WHEP %d limited early", i)
+		}
+	}
+	if code, _, _ := apiDo(t, g, "POST", "/whep/cam", "", "application/sdp", "v=0\r\n"); code != 429 {
+		t.Fatalf("3rd WHEP offer: %d, want 429", code)
+	}
+}
+
+// Create (with credentials), stop a config camera, delete another → restart → all still so; the
+// state file is private and the API never shows the password.
+func TestRuntimeChangesSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfgYAML := authConfig + `cameras:
+  - {id: keep, url: 'rtsp://127.0.0.1:1/k'}
+  - {id: gone, url: 'rtsp://127.0.0.1:1/g'}
+`
+	g, logs := startGatewayIn(t, dir, cfgYAML)
+	const js = "application/json"
+	code, m, h := apiDo(t, g, "POST", "/api/v1/cameras", tokAdmin, js,
+		`{"id":"added","url":"rtsp://admin:hunter2@127.0.0.1:1/a","transport":"tcp","readTimeout":"2s"}`)
+	if code != 201 || h.Get("Location") != "/api/v1/cameras/added" || m["url"] != "rtsp://***@127.0.0.1:1/a" {
+		t.Fatalf("create: %d %v %v", code, m, h)
+	}
+	if code, m, _ := apiDo(t, g, "POST", "/api/v1/cameras/keep/stop", tokOperator, "", ""); code != 200 || m["stopped"] != true {
+		t.Fatalf("stop: %d %v", code, m)
+	}
+	if code, _, _ := apiDo(t, g, "DELETE", "/api/v1/cameras/gone", tokAdmin, "", ""); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	// Sending back the redacted URL keeps the stored credentials.
+	if code, m, _ := apiDo(t, g, "PUT", "/api/v1/cameras/added", tokAdmin, js, `{"url":"rtsp://***@127.0.0.1:1/a","transport":"udp"}`); code != 200 || m["transport"] != "udp" {
+		t.Fatalf("update: %d %v", code, m)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	statePath := filepath.Join(dir, "sightline.state.json")
+	fi, err := os.Stat(statePath)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v", fi, err)
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, "*.tmp*")); len(leftovers) > 0 {
+		t.Fatalf("temporary files left: %v", leftovers)
+	}
+
+	g2, logs2 := startGatewayIn(t, dir, cfgYAML)
+	var list struct{ Cameras []cameraView }
+	_, m, _ = apiDo(t, g2, "GET", "/api/v1/cameras", tokViewer, "", "")
+	raw, _ := json.Marshal(m)
+	if err := json.Unmarshal(raw, &list); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]cameraView{}
+	for _, c := range list.Cameras {
+		got[c.ID] = c
+	}
+	if len(got) != 2 || got["added"].Transport != "udp" || !got["keep"].Stopped || got["keep"].Status.State != "stopped" {
+		t.Fatalf("after restart: %+v", list.Cameras)
+	}
+	if _, ok := got["gone"]; ok {
+		t.Fatal("deleted camera came back")
+	}
+	// The stored password survived the update (it is in the state file, and only there).
+	state, _ := os.ReadFile(statePath)
+	if !strings.Contains(string(state), "hunter2") {
+		t.Fatalf("credentials lost by the update: %s", state)
+	}
+	if strings.Contains(string(raw), "hunter2") || strings.Contains(logs.String(), "hunter2") || strings.Contains(logs2.String(), "hunter2") {
+		t.Fatal("password leaked into the API or logs")
+	}
+	if code, m, _ := apiDo(t, g2, "POST", "/api/v1/cameras/keep/start", tokOperator, "", ""); code != 200 || m["stopped"] != false {
+		t.Fatalf("start: %d %v", code, m)
+	}
+}
+
+// recorder is a tiny http.ResponseWriter for handler calls without a listener.
+type recorder struct {
+	hdr  http.Header
+	code int
+	body strings.Builder
+}
+
+func newRecorder() *recorder { return &recorder{hdr: http.Header{}} }
+
+func (r *recorder) Header() http.Header { return r.hdr }
+func (r *recorder) WriteHeader(c int) {
+	if r.code == 0 {
+		r.code = c
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = 200
+	}
+	return r.body.Write(b)
+}
+
+func FuzzDecodeCameraJSON(f *testing.F) {
+	f.Add([]byte(`{"id":"a","url":"rtsp://u:p@h/x","transport":"tcp","readTimeout":"2s","enabled":false}`))
+	f.Add([]byte(`{"id":5}`))
+	f.Add([]byte(`{"readTimeout":"-1h"}`))
+	f.Add([]byte(`[]`))
+	cfg, err := ParseConfig([]byte(noAuth), "/")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var c CameraConfig
+		if e := decodeCameraJSON(body, &c); e != nil {
+			if e.msg == "" || e.status < 400 || e.status > 499 {
+				t.Fatalf("bad error: %+v", e)
+			}
+			return
+		}
+		c = withCameraDefaults(c)
+		_ = cfg.validateCamera(&c, "")
+		_ = cfg.checkAPICamera(context.Background(), c)
+	})
+}
