@@ -38,3 +38,7 @@ void sl_err(int err, char *buf, size_t n) {
 
 uint8_t *sl_frame_data(const AVFrame *f, int i) { return f->data[i]; }
 int sl_frame_linesize(const AVFrame *f, int i) { return f->linesize[i]; }
+
+int sl_scale_frame(struct SwsContext *sws, const AVFrame *src, AVFrame *dst) {
+	return sws_scale(sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, dst->data, dst->linesize);
+}

@@ -42,4 +42,8 @@ void sl_err(int err, char *buf, size_t n);
 uint8_t *sl_frame_data(const AVFrame *f, int i);
 int sl_frame_linesize(const AVFrame *f, int i);
 
+
+
+// sl_scale_frame converts all of src into dst with sws (both frames allocated by libavutil).
+int sl_scale_frame(struct SwsContext *sws, const AVFrame *src, AVFrame *dst);
 #endif

@@ -105,6 +105,12 @@ func pixFmtOf(f C.int) PixelFormat {
 	return FormatUnknown
 }
 
+// Colorimetry is the Y'CbCr to RGB matrix and the code range of a frame.
+type Colorimetry struct {
+	BT709     bool // BT.709 matrix; otherwise BT.601
+	FullRange bool // 0-255 ("JPEG") range; otherwise 16-235 / 16-240
+}
+
 func (p PixelFormat) av() C.int {
 	if p == FormatNV12 {
 		return C.AV_PIX_FMT_NV12
@@ -130,6 +136,8 @@ type Frame struct {
 	Keyframe bool
 	// Corrupt is true when the decoder concealed errors in the picture (only with DecoderConfig.Conceal).
 	Corrupt bool
+	// Color describes how Y'CbCr maps to RGB (from the stream's VUI; BT.601 limited range when unsignalled).
+	Color Colorimetry
 
 	av *C.AVFrame // one reference; nil once released
 }
@@ -162,6 +170,10 @@ func (f *Frame) wrap(av *C.AVFrame) {
 	f.av = av
 	f.Width, f.Height = int(av.width), int(av.height)
 	f.Format = pixFmtOf(C.int(av.format))
+	f.Color = Colorimetry{
+		BT709:     av.colorspace == C.AVCOL_SPC_BT709,
+		FullRange: av.color_range == C.AVCOL_RANGE_JPEG || C.int(av.format) == C.AV_PIX_FMT_YUVJ420P,
+	}
 	f.Planes = [3][]byte{}
 	f.Strides = [3]int{}
 	n := 3
