@@ -1,0 +1,51 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Cameras appear and vanish with the snapshot; counters and HTTP series are exposed by name.
+func TestCamerasFollowSnapshot(t *testing.T) {
+	var mu sync.Mutex
+	cams := []CameraSample{{ID: "a", State: "streaming", Streaming: true, Frames: 10, Viewers: 2}, {ID: "b", State: "stopped"}}
+	r := New(func() []CameraSample {
+		mu.Lock()
+		defer mu.Unlock()
+		return cams
+	})
+	r.ObserveRequest("GET /api/v1/cameras", 200, time.Millisecond, false)
+	r.AuthFailure("unauthorized")
+	r.RateLimited("api")
+	body := get(t, r)
+	for _, want := range []string{
+		`sightline_camera_up{camera="a"} 1`, `sightline_camera_up{camera="b"} 0`,
+		`sightline_camera_frames_total{camera="a"} 10`, `sightline_camera_state{camera="b",state="stopped"} 1`,
+		`sightline_webrtc_sessions{state="active"} 2`, `sightline_cameras 2`,
+		`sightline_http_requests_total{code="200",route="GET /api/v1/cameras"} 1`,
+		`sightline_auth_failures_total{reason="unauthorized"} 1`, `sightline_rate_limited_total{limit="api"} 1`,
+		`go_goroutines`, `process_`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	mu.Lock()
+	cams = cams[:1]
+	mu.Unlock()
+	if body := get(t, r); strings.Contains(body, `camera="b"`) {
+		t.Error("deleted camera still exposed")
+	}
+}
+
+func get(t *testing.T, r *Registry) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	b, _ := io.ReadAll(rec.Body)
+	return string(b)
+}
