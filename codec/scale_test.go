@@ -66,7 +66,7 @@ func refLetterbox(f *Frame, W, H int, center bool, bgr bool, pad float64) []floa
 	return out
 }
 
-func syntheticFrame(t *testing.T, w, h int) *Frame {
+func syntheticFrame(t testing.TB, w, h int) *Frame {
 	f, err := NewFrame(w, h, FormatI420)
 	if err != nil {
 		t.Fatal(err)
