@@ -572,3 +572,31 @@ func TestRuntimeChangesLeaveOthersPlaying(t *testing.T) {
 		t.Fatalf("a's viewer gone")
 	}
 }
+
+// limits.maxSessionsPerCamera: the camera's next viewer gets 503 while another camera still accepts.
+func TestMaxSessionsPerCamera(t *testing.T) {
+	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	g, _ := startGatewayYAML(t, "http: {listen: '127.0.0.1:0'}\n"+noAuth+fmt.Sprintf(
+		"limits: {maxSessionsPerCamera: 1}\ncameras: [{id: a, url: 'file://%s'}, {id: b, url: 'file://%s'}]\n", asset, asset))
+	dialViewer(t, g, "a")
+	code, m, _ := apiDo(t, g, "POST", "/whep/a", "", "application/sdp", "v=0\r\n")
+	if code != 503 || m["code"] != "too_many_sessions" {
+		t.Fatalf("second viewer of a: %d %v", code, m)
+	}
+	dialViewer(t, g, "b")
+}
+
+// With no http.allowOrigins (the default) no CORS header goes out: other origins cannot read answers.
+func TestCORSSameOriginByDefault(t *testing.T) {
+	g, _ := startGateway(t, "")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+g.HTTPAddr()+"/api/v1/cameras", nil)
+	req.Header.Set("Origin", "https://elsewhere.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if v := resp.Header.Get("Access-Control-Allow-Origin"); v != "" {
+		t.Fatalf("Access-Control-Allow-Origin %q by default", v)
+	}
+}
