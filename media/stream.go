@@ -33,6 +33,7 @@ type Stream struct {
 	readers   map[*Reader]struct{}
 	closed    bool
 	requester func()
+	observer  func(readers int, joined bool) // see observe.go
 
 	frames       atomic.Uint64
 	bytes        atomic.Uint64
@@ -168,15 +169,24 @@ func (s *Stream) withParamsLocked(au *AccessUnit) *AccessUnit {
 // Close ends the stream: readers drain what is queued and then get ErrStreamClosed.
 func (s *Stream) Close() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return
 	}
 	s.closed = true
+	had := len(s.readers) > 0
 	for r := range s.readers {
 		r.closeFromStream()
 	}
 	s.readers = map[*Reader]struct{}{}
+	var notify func()
+	if had {
+		notify = s.notifyReadersLocked(false)
+	}
+	s.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 }
 
 // Closed reports whether Close was called.
@@ -219,12 +229,17 @@ func (s *Stream) NewReader(queueLen int) *Reader {
 		waitKey: true,
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		r.closed = true
 		return r
 	}
 	s.readers[r] = struct{}{}
+	notify := s.notifyReadersLocked(true)
+	s.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 	return r
 }
 
@@ -324,8 +339,15 @@ func (r *Reader) Dropped() uint64 {
 // Close detaches the reader from its stream and wakes a pending Read. It is safe to call more than once.
 func (r *Reader) Close() {
 	r.stream.mu.Lock()
-	delete(r.stream.readers, r)
+	var notify func()
+	if _, ok := r.stream.readers[r]; ok {
+		delete(r.stream.readers, r)
+		notify = r.stream.notifyReadersLocked(false)
+	}
 	r.stream.mu.Unlock()
+	if notify != nil {
+		notify()
+	}
 	r.mu.Lock()
 	r.closed = true
 	r.count = 0
