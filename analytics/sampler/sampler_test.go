@@ -28,7 +28,7 @@ func TestFPSCap(t *testing.T) {
 		{"default 5 of 25", Config{}, 25, 250, 50},
 		{"5 of 30", Config{FPS: 5}, 30, 300, 50},
 		{"5 of 29.97", Config{FPS: 5}, 29.97, 300, 50}, // last frame at 9.977 s: the 10.0 s slot is not reached
-		{"2 of 25", Config{FPS: 2}, 25, 250, 21}, // last frame 9.96 s is within the tolerance of the 10.0 s slot
+		{"2 of 25", Config{FPS: 2}, 25, 250, 21},       // last frame 9.96 s is within the tolerance of the 10.0 s slot
 		{"cap above input", Config{FPS: 50}, 25, 250, 250},
 		{"12.5 of 25", Config{FPS: 12.5}, 25, 250, 125},
 	}
