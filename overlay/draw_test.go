@@ -82,7 +82,7 @@ func planesOf(t *testing.T, im Image) (y, cb, cr [][]byte) {
 				u[x], v[x] = row[2*x], row[2*x+1]
 			}
 			cb, cr = append(cb, u), append(cr, v)
-			for _, b := range row[2*cw:im.Strides[1]] {
+			for _, b := range row[2*cw : im.Strides[1]] {
 				if b != 0 {
 					t.Fatalf("chroma padding of row %d written", r)
 				}
