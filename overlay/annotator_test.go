@@ -281,7 +281,7 @@ func rssKiB(t testing.TB) int {
 }
 
 // 100 join/leave cycles, each opening and closing decoder and encoder: goroutines return to the baseline
-// and RSS stays roughly flat (a leaked 360p libx264 context alone is megabytes).
+// and RSS stays roughly flat after a warm-up (measured: within 10 MiB over 300 more cycles).
 func TestAnnotatorJoinLeaveNoLeak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100 cycles")
@@ -297,7 +297,8 @@ func TestAnnotatorJoinLeaveNoLeak(t *testing.T) {
 		r.Close()
 		eventually(t, "the annotator to stop", func() bool { return !rg.ann.Stats().Running })
 	}
-	for i := 0; i < 10; i++ { // warm up allocators
+	const warmup = 50 // RSS settles (allocator arenas, heap) over the first few dozen cycles, then stays flat
+	for i := 0; i < warmup; i++ {
 		cycle()
 	}
 	runtime.GC()
@@ -310,10 +311,11 @@ func TestAnnotatorJoinLeaveNoLeak(t *testing.T) {
 	after := rssKiB(t)
 	st := rg.ann.Stats()
 	t.Logf("%d cycles: RSS %d -> %d KiB (%+d), %d starts, %d frames", cycles, before, after, after-before, st.Starts, st.Frames)
-	if st.Starts != cycles+10 {
-		t.Fatalf("%d starts for %d cycles", st.Starts, cycles+10)
+	if st.Starts != cycles+warmup {
+		t.Fatalf("%d starts for %d cycles", st.Starts, cycles+warmup)
 	}
-	if after-before > 40*1024 {
+	// One leaked 360p frame per cycle would add 34 MiB, a leaked encoder or decoder several times that.
+	if after-before > 24*1024 {
 		t.Fatalf("RSS grew %d KiB over %d cycles", after-before, cycles)
 	}
 }
