@@ -78,7 +78,7 @@ func decodeCameraJSON(body []byte, c *CameraConfig) *apiError {
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return &apiError{http.StatusBadRequest, "bad_json", "unknown field " + quote(f) +
-				" (known: id, url, transport, enabled, username, password, readTimeout, tlsInsecure)", f}
+				" (known: id, url, transport, enabled, username, password, readTimeout, tlsInsecure, rules)", f}
 		default:
 			// Errors from Duration.UnmarshalJSON and the like: the value was readable but wrong.
 			return &apiError{http.StatusUnprocessableEntity, "invalid_value", err.Error(), ""}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"sightline/analytics/pipeline"
 	"sightline/filesource"
 	"sightline/media"
 	"sightline/rtsp"
@@ -31,6 +32,11 @@ type camera struct {
 
 	cancel context.CancelFunc // non-nil while the source runs
 	done   chan struct{}
+
+	// Analytics (nil pipe when analytics is off or the camera disabled): the pipeline runs while the
+	// source runs, reading raw with its own reader, and publishes on meta (which, like raw, outlives it).
+	meta *media.Fanout[*media.Meta]
+	pipe *pipeline.Pipeline
 }
 
 // registry owns the cameras and their pipelines' lifetimes. Changes (add, replace, remove, start,
@@ -38,6 +44,8 @@ type camera struct {
 type registry struct {
 	log       *slog.Logger
 	newSource func(CameraConfig, *media.Stream) (source, error)
+	// newPipeline builds a camera's analytics; nil when analytics is off.
+	newPipeline func(CameraConfig, *media.Stream, *media.Fanout[*media.Meta]) (*pipeline.Pipeline, error)
 
 	ops     sync.Mutex
 	mu      sync.RWMutex
@@ -64,13 +72,16 @@ func (r *registry) add(cc CameraConfig, stopped bool) error {
 	if _, ok := r.get(cc.ID); ok {
 		return fmt.Errorf("camera %s: %w", cc.ID, errCameraExists)
 	}
-	cam := &camera{cfg: cc, raw: media.NewStream(cc.ID + "/raw"), stopped: stopped}
+	cam := &camera{cfg: cc, raw: media.NewStream(cc.ID + "/raw"), stopped: stopped, meta: media.NewFanout[*media.Meta](cc.ID + "/meta")}
 	if cc.IsEnabled() {
 		src, err := r.newSource(cc, cam.raw)
 		if err != nil {
 			return fmt.Errorf("camera %s: %w", cc.ID, err)
 		}
 		cam.source = src
+		if cam.pipe, err = r.pipelineFor(cc, cam); err != nil {
+			return err
+		}
 	}
 	r.mu.Lock()
 	r.cameras[cc.ID] = cam
@@ -90,15 +101,20 @@ func (r *registry) replace(cc CameraConfig) error {
 		return fmt.Errorf("camera %s: %w", cc.ID, errNoCamera)
 	}
 	var src source
+	var pipe *pipeline.Pipeline
 	if cc.IsEnabled() {
 		var err error
 		if src, err = r.newSource(cc, cam.raw); err != nil {
 			return fmt.Errorf("camera %s: %w", cc.ID, err)
 		}
+		if pipe, err = r.pipelineFor(cc, cam); err != nil {
+			return err
+		}
 	}
 	r.haltLocked(cam)
 	r.mu.Lock()
 	cam.cfg, cam.source = cc, src
+	cam.pipe = pipe
 	r.mu.Unlock()
 	r.runLocked(cam)
 	return nil
@@ -118,7 +134,20 @@ func (r *registry) remove(id string) error {
 	r.order = slices.DeleteFunc(r.order, func(s string) bool { return s == id })
 	r.mu.Unlock()
 	cam.raw.Close()
+	cam.meta.Close()
 	return nil
+}
+
+// pipelineFor builds cc's analytics pipeline (nil when analytics is off).
+func (r *registry) pipelineFor(cc CameraConfig, cam *camera) (*pipeline.Pipeline, error) {
+	if r.newPipeline == nil {
+		return nil, nil
+	}
+	p, err := r.newPipeline(cc, cam.raw, cam.meta)
+	if err != nil {
+		return nil, fmt.Errorf("camera %s: analytics: %w", cc.ID, err)
+	}
+	return p, nil
 }
 
 // setStopped stops or starts a camera's source (the operator's switch); the camera stays configured.
@@ -150,13 +179,25 @@ func (r *registry) runLocked(cam *camera) {
 	cctx, cancel := context.WithCancel(r.ctx)
 	src, done := cam.source, make(chan struct{})
 	cam.cancel, cam.done = cancel, done
+	pipe, id := cam.pipe, cam.cfg.ID
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		defer close(done)
-		if err := src.Run(cctx); err != nil && !errors.Is(err, context.Canceled) {
-			r.log.Error("camera source ended", "camera", cam.cfg.ID, "err", err)
+		var analysing sync.WaitGroup
+		if pipe != nil {
+			analysing.Add(1)
+			go func() {
+				defer analysing.Done()
+				if err := pipe.Run(cctx); err != nil {
+					r.log.Error("camera analytics ended", "camera", id, "err", err)
+				}
+			}()
 		}
+		if err := src.Run(cctx); err != nil && !errors.Is(err, context.Canceled) {
+			r.log.Error("camera source ended", "camera", id, "err", err)
+		}
+		analysing.Wait() // until the camera is halted (cancel)
 	}()
 }
 
@@ -197,6 +238,7 @@ func (r *registry) close() {
 	r.ctx = nil
 	for _, cam := range r.cameras {
 		cam.raw.Close()
+		cam.meta.Close()
 	}
 }
 
@@ -233,6 +275,18 @@ func (r *registry) snapshot(c *camera) (CameraConfig, bool, media.SourceStatus) 
 		return cfg, stopped, st
 	}
 	return cfg, stopped, src.Status()
+}
+
+// analyticsStatus returns the camera's analytics status, nil without a pipeline.
+func (r *registry) analyticsStatus(c *camera) *pipeline.Status {
+	r.mu.RLock()
+	p := c.pipe
+	r.mu.RUnlock()
+	if p == nil {
+		return nil
+	}
+	st := p.Status()
+	return &st
 }
 
 func (r *registry) isRunning() bool {

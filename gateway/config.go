@@ -24,6 +24,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"sightline/analytics/rules"
 	"sightline/auth"
 	"sightline/rtsp"
 	"sightline/webrtc"
@@ -38,6 +39,8 @@ type Config struct {
 	Log     LogConfig      `yaml:"log"`
 	WebRTC  WebRTCConfig   `yaml:"webrtc"`
 	Cameras []CameraConfig `yaml:"cameras"`
+	// Analytics is nil (off) unless the analytics section or a SIGHTLINE_ANALYTICS_* variable is set.
+	Analytics *AnalyticsConfig `yaml:"analytics"`
 
 	// baseDir resolves relative file: camera URLs (the config file's folder).
 	baseDir string
@@ -130,6 +133,9 @@ type CameraConfig struct {
 	Password    string   `yaml:"password" json:"password,omitempty"`
 	ReadTimeout Duration `yaml:"readTimeout" json:"readTimeout,omitempty"` // no frames for this long = failure (default 5s)
 	TLSInsecure bool     `yaml:"tlsInsecure" json:"tlsInsecure,omitempty"` // rtsps: accept a self-signed camera certificate
+	// Rules raise events from the camera's tracked objects (zones, lines, dwell, counts); they need the
+	// analytics section.
+	Rules []rules.Config `yaml:"rules" json:"rules,omitempty"`
 }
 
 // IsEnabled reports whether the camera should run (enabled is true unless set to false).
@@ -417,6 +423,10 @@ func applyEnv(cfg *Config, environ []string) error {
 		case "SIGHTLINE_WEBRTC_MAXSESSIONS":
 			cfg.WebRTC.MaxSessions, err = strconv.Atoi(v)
 		default:
+			if strings.HasPrefix(k, "SIGHTLINE_ANALYTICS_") {
+				err = applyAnalyticsEnv(cfg, k, v)
+				break
+			}
 			if strings.HasPrefix(k, "SIGHTLINE_HTTP_") || strings.HasPrefix(k, "SIGHTLINE_LOG_") || strings.HasPrefix(k, "SIGHTLINE_AUTH_") ||
 				strings.HasPrefix(k, "SIGHTLINE_WEBRTC_") {
 				return fmt.Errorf("%s: unknown setting (known: %s)", k, strings.Join(envKeys, ", "))
@@ -499,6 +509,9 @@ func (cfg *Config) Validate() error {
 	if err := cfg.validateAPI(); err != nil {
 		return err
 	}
+	if err := cfg.validateAnalytics(); err != nil {
+		return err
+	}
 	seen := map[string]int{}
 	for i := range cfg.Cameras {
 		c := &cfg.Cameras[i]
@@ -553,7 +566,7 @@ func (cfg *Config) validateCamera(c *CameraConfig, prefix string) error {
 			return keyErr(prefix+"url", "%v", err)
 		}
 	}
-	return nil
+	return validateRules(c, prefix)
 }
 
 func (cfg *Config) validateAuth() error {

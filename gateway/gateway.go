@@ -22,6 +22,8 @@ import (
 type Gateway struct {
 	cfg *Config
 	log *slog.Logger
+	// analytics is shared by every camera's pipeline; nil when analytics is off.
+	analytics *analyticsRuntime
 
 	cameras  *registry
 	rtc      *webrtc.Server
@@ -46,7 +48,7 @@ type Gateway struct {
 }
 
 // New builds every component from cfg; nothing runs until Start.
-func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
+func New(cfg *Config, log *slog.Logger) (_ *Gateway, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -54,6 +56,17 @@ func New(cfg *Config, log *slog.Logger) (*Gateway, error) {
 	g.cameras = newRegistry(log, func(cc CameraConfig, out *media.Stream) (source, error) {
 		return newSource(cfg, cc, out, log.With("camera", cc.ID))
 	})
+	if g.analytics, err = newAnalytics(cfg, log); err != nil {
+		return nil, err
+	}
+	if g.analytics != nil {
+		g.cameras.newPipeline = g.analytics.newPipeline
+		defer func() {
+			if err != nil {
+				g.analytics.close()
+			}
+		}()
+	}
 	if cfg.Auth.IsEnabled() {
 		keys, err := cfg.publicKeys()
 		if err != nil {
@@ -199,6 +212,7 @@ func (g *Gateway) Close() error {
 			err = cerr
 		}
 		g.cameras.close()
+		g.analytics.close()
 		if g.served != nil {
 			<-g.served
 			if g.serveErr != nil && err == nil {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"sightline/analytics/pipeline"
+	"sightline/analytics/rules"
 	"sightline/auth"
 	"sightline/media"
 	"sightline/rtsp"
@@ -48,6 +50,7 @@ func (g *Gateway) routeTable() []route {
 		{"DELETE /api/v1/cameras/{id}", admin, g.deleteCamera},
 		{"POST /api/v1/cameras/{id}/start", operator, g.startCamera},
 		{"POST /api/v1/cameras/{id}/stop", operator, g.stopCamera},
+		{"GET /api/v1/events", viewer, g.listEvents},
 		{"/api/", viewer, func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "not_found", "no API route "+r.Method+" "+r.URL.Path)
 		}},
@@ -111,6 +114,9 @@ type cameraView struct {
 	TLSInsecure bool               `json:"tlsInsecure,omitempty"`
 	Viewers     int                `json:"viewers"`
 	Status      media.SourceStatus `json:"status"`
+	Rules       []rules.Config     `json:"rules,omitempty"`
+	// Analytics is the camera's analytics status (absent when analytics is off or the camera disabled).
+	Analytics *pipeline.Status `json:"analytics,omitempty"`
 }
 
 func (g *Gateway) view(c *camera) cameraView {
@@ -125,6 +131,8 @@ func (g *Gateway) view(c *camera) cameraView {
 		TLSInsecure: cfg.TLSInsecure,
 		Viewers:     g.rtc.Viewers(cfg.ID),
 		Status:      st,
+		Rules:       cfg.Rules,
+		Analytics:   g.cameras.analyticsStatus(c),
 	}
 }
 

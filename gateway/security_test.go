@@ -101,6 +101,7 @@ var probes = map[string]probe{
 	"DELETE /api/v1/cameras/{id}":          {"DELETE", "/api/v1/cameras/nope", "", ""},
 	"POST /api/v1/cameras/{id}/start":      {"POST", "/api/v1/cameras/nope/start", "", ""},
 	"POST /api/v1/cameras/{id}/stop":       {"POST", "/api/v1/cameras/nope/stop", "", ""},
+	"GET /api/v1/events":                   {"GET", "/api/v1/events", "", ""},
 	"/api/":                                {"GET", "/api/v1/nothing", "", ""},
 	"POST /whep/{camera}":                  {"POST", "/whep/cam", "application/sdp", "v=0\r\n"},
 	"POST /whep/{camera}/annotated":        {"POST", "/whep/cam/annotated", "application/sdp", "v=0\r\n"},

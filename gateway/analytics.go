@@ -1,0 +1,300 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"sightline/analytics"
+	"sightline/analytics/onnx"
+	"sightline/analytics/pipeline"
+	"sightline/analytics/pool"
+	"sightline/analytics/rules"
+	"sightline/analytics/sampler"
+	"sightline/codec"
+	"sightline/media"
+)
+
+// AnalyticsConfig configures live analytics. Without the section analytics is off; with it every
+// enabled camera is decoded and analysed. Without a model or ONNX Runtime library (absent or unreadable)
+// the motion detector runs instead, and status and logs say so.
+type AnalyticsConfig struct {
+	// Enabled turns analytics off when false (default true when the section is present).
+	Enabled *bool `yaml:"enabled"`
+	// ONNXLibrary is libonnxruntime.so (1.24.x); Model the YOLOX / YOLOv8 / YOLO11 .onnx file. Relative
+	// paths are relative to the config file's folder.
+	ONNXLibrary string `yaml:"onnxLibrary"`
+	Model       string `yaml:"model"`
+	// FPS caps analysed frames per second per camera (default 5).
+	FPS float64 `yaml:"fps"`
+	// MotionGate skips inference while nothing moves, forcing a frame every ForceEvery (default 2s).
+	MotionGate bool     `yaml:"motionGate"`
+	ForceEvery Duration `yaml:"forceEvery"`
+	// KeyframesOnly decodes and analyses keyframes only (cheapest; about 1 fps on most cameras).
+	KeyframesOnly bool `yaml:"keyframesOnly"`
+	// Decoder: auto (VAAPI, CUDA, software), vaapi, cuda or software.
+	Decoder string `yaml:"decoder"`
+	// Workers is the number of model sessions shared by all cameras (default 1); Threads ONNX Runtime's
+	// intra-op threads per session (default 1); Provider cpu, cuda or tensorrt (falls back to cpu).
+	Workers  int    `yaml:"workers"`
+	Threads  int    `yaml:"threads"`
+	Provider string `yaml:"provider"`
+	// MaxBatch batches frames of several cameras per inference for models with a dynamic batch axis,
+	// waiting at most BatchWait (default 5ms) for them.
+	MaxBatch  int      `yaml:"maxBatch"`
+	BatchWait Duration `yaml:"batchWait"`
+	// QueueLen is how many sampled frames per camera may wait for inference (default 2); older ones are
+	// dropped and counted.
+	QueueLen int `yaml:"queueLen"`
+	// ScoreThreshold (default 0.3), NMSIoU (default 0.45), Classes (only these labels; empty: all).
+	ScoreThreshold float32  `yaml:"scoreThreshold"`
+	NMSIoU         float32  `yaml:"nmsIoU"`
+	Classes        []string `yaml:"classes"`
+	// KeepEvents is how many recent rule events GET /api/v1/events can list (default 1000).
+	KeepEvents int `yaml:"keepEvents"`
+}
+
+// On reports whether analytics runs.
+func (a *AnalyticsConfig) On() bool { return a != nil && (a.Enabled == nil || *a.Enabled) }
+
+const defaultKeepEvents = 1000
+
+// analyticsEnvKeys are the SIGHTLINE_ANALYTICS_* overrides; setting one turns the section on.
+var analyticsEnvKeys = []string{"SIGHTLINE_ANALYTICS_ENABLED", "SIGHTLINE_ANALYTICS_ONNXLIBRARY", "SIGHTLINE_ANALYTICS_MODEL",
+	"SIGHTLINE_ANALYTICS_FPS", "SIGHTLINE_ANALYTICS_WORKERS"}
+
+// applyAnalyticsEnv applies one SIGHTLINE_ANALYTICS_* variable.
+func applyAnalyticsEnv(cfg *Config, k, v string) error {
+	if cfg.Analytics == nil {
+		cfg.Analytics = &AnalyticsConfig{}
+	}
+	a := cfg.Analytics
+	var err error
+	switch k {
+	case "SIGHTLINE_ANALYTICS_ENABLED":
+		var b bool
+		if b, err = strconv.ParseBool(v); err == nil {
+			a.Enabled = &b
+		}
+	case "SIGHTLINE_ANALYTICS_ONNXLIBRARY":
+		a.ONNXLibrary = v
+	case "SIGHTLINE_ANALYTICS_MODEL":
+		a.Model = v
+	case "SIGHTLINE_ANALYTICS_FPS":
+		a.FPS, err = strconv.ParseFloat(v, 64)
+	case "SIGHTLINE_ANALYTICS_WORKERS":
+		a.Workers, err = strconv.Atoi(v)
+	default:
+		return fmt.Errorf("%s: unknown setting (known: %s)", k, strings.Join(analyticsEnvKeys, ", "))
+	}
+	return err
+}
+
+func (cfg *Config) validateAnalytics() error {
+	a := cfg.Analytics
+	if a == nil {
+		return nil
+	}
+	if err := (sampler.Config{FPS: a.FPS, ForceEvery: time.Duration(a.ForceEvery)}).Validate(); err != nil {
+		return keyErr("analytics."+strings.SplitN(err.Error(), ":", 2)[0], "%s", strings.TrimSpace(strings.SplitN(err.Error(), ":", 2)[1]))
+	}
+	if _, err := codec.ParseAccel(a.Decoder); err != nil {
+		return keyErr("analytics.decoder", "%v", err)
+	}
+	switch a.Provider {
+	case "", onnx.ProviderCPU, onnx.ProviderCUDA, onnx.ProviderTensorRT:
+	default:
+		return keyErr("analytics.provider", "%q is not one of cpu, cuda, tensorrt", a.Provider)
+	}
+	checks := []struct {
+		key string
+		bad bool
+		msg string
+	}{
+		{"workers", a.Workers < 0 || a.Workers > 64, "want 0 (default 1) to 64 model sessions"},
+		{"threads", a.Threads < 0 || a.Threads > 64, "want 0 (default 1) to 64 threads"},
+		{"maxBatch", a.MaxBatch < 0 || a.MaxBatch > 64, "want 0 (the model's) to 64"},
+		{"batchWait", a.BatchWait < 0 || a.BatchWait > Duration(time.Second), "want 0 (default 5ms) to 1s"},
+		{"queueLen", a.QueueLen < 0 || a.QueueLen > 100, "want 0 (default 2) to 100 frames"},
+		{"scoreThreshold", a.ScoreThreshold < 0 || a.ScoreThreshold > 1 || math.IsNaN(float64(a.ScoreThreshold)), "want 0..1"},
+		{"nmsIoU", a.NMSIoU < 0 || a.NMSIoU > 1 || math.IsNaN(float64(a.NMSIoU)), "want 0..1"},
+		{"keepEvents", a.KeepEvents < 0 || a.KeepEvents > 1_000_000, "want 0 (default 1000) to 1000000"},
+	}
+	for _, c := range checks {
+		if c.bad {
+			return keyErr("analytics."+c.key, "%s", c.msg)
+		}
+	}
+	for i, c := range a.Classes {
+		if c == "" {
+			return keyErr(fmt.Sprintf("analytics.classes[%d]", i), "empty class name")
+		}
+	}
+	return nil
+}
+
+// validateRules checks a camera's rules; errors name cameras[i].rules[j].key.
+func validateRules(c *CameraConfig, prefix string) error {
+	if err := rules.Validate(c.Rules); err != nil {
+		first := strings.SplitN(err.Error(), "\n", 2)[0]
+		key, msg, _ := strings.Cut(first, ": ")
+		return keyErr(prefix+key, "%s", msg)
+	}
+	return nil
+}
+
+// analyticsPath resolves a model or library path against the config's folder.
+func (cfg *Config) analyticsPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(cfg.baseDir, p)
+}
+
+// analyticsRuntime is what all cameras' analytics share: the model sessions and their pool, and the
+// recent events.
+type analyticsRuntime struct {
+	cfg      *Config
+	log      *slog.Logger
+	detector string // onnx or motion
+	reason   string // why motion, when it is
+	dets     []analytics.Detector
+	pool     *pool.Pool
+	events   *eventLog
+}
+
+// newAnalytics loads the model (or settles for motion detection); nil when analytics is off.
+func newAnalytics(cfg *Config, log *slog.Logger) (*analyticsRuntime, error) {
+	a := cfg.Analytics
+	if !a.On() {
+		return nil, nil
+	}
+	keep := a.KeepEvents
+	if keep == 0 {
+		keep = defaultKeepEvents
+	}
+	rt := &analyticsRuntime{cfg: cfg, log: log, detector: pipeline.DetectorMotion, events: newEventLog(keep)}
+	workers := max(a.Workers, 1)
+	for i := 0; i < workers; i++ {
+		d, err := onnx.New(onnx.Config{
+			Library: cfg.analyticsPath(a.ONNXLibrary), Model: cfg.analyticsPath(a.Model),
+			ScoreThreshold: a.ScoreThreshold, NMSIoU: a.NMSIoU, ClassFilter: a.Classes,
+			IntraOpThreads: a.Threads, Provider: a.Provider, MaxBatch: a.MaxBatch, Logger: log,
+		})
+		if err != nil {
+			rt.closeDetectors()
+			if errors.Is(err, analytics.ErrUnavailable) {
+				rt.reason = err.Error()
+				log.Warn("analytics: no object detector, running the motion detector only", "reason", err)
+				return rt, nil
+			}
+			return nil, fmt.Errorf("analytics: %w", err)
+		}
+		rt.dets = append(rt.dets, d)
+	}
+	p, err := pool.New(pool.Config{Detectors: rt.dets, MaxBatch: a.MaxBatch, BatchWait: time.Duration(a.BatchWait), QueueLen: a.QueueLen})
+	if err != nil {
+		rt.closeDetectors()
+		return nil, fmt.Errorf("analytics: %w", err)
+	}
+	rt.pool, rt.detector = p, pipeline.DetectorONNX
+	spec := p.InputSpec()
+	log.Info("analytics: object detector loaded", "model", cfg.analyticsPath(a.Model), "onnxruntime", onnx.RuntimeVersion(),
+		"sessions", workers, "input", fmt.Sprintf("%dx%d", spec.Width, spec.Height), "batch", spec.MaxBatch)
+	return rt, nil
+}
+
+func (rt *analyticsRuntime) closeDetectors() {
+	for _, d := range rt.dets {
+		d.Close()
+	}
+	rt.dets = nil
+}
+
+func (rt *analyticsRuntime) close() {
+	if rt == nil {
+		return
+	}
+	if rt.pool != nil {
+		rt.pool.Close()
+	}
+	rt.closeDetectors()
+}
+
+// newPipeline builds one camera's pipeline.
+func (rt *analyticsRuntime) newPipeline(cc CameraConfig, raw *media.Stream, meta *media.Fanout[*media.Meta]) (*pipeline.Pipeline, error) {
+	a := rt.cfg.Analytics
+	return pipeline.New(pipeline.Config{
+		Camera: cc.ID, Source: raw, Meta: meta, Events: rt.events.add, Pool: rt.pool,
+		Sampler: sampler.Config{FPS: a.FPS, MotionGate: a.MotionGate, ForceEvery: time.Duration(a.ForceEvery), KeyframesOnly: a.KeyframesOnly},
+		Accel:   codec.Accel(a.Decoder), Rules: cc.Rules, Logger: rt.log.With("camera", cc.ID),
+	})
+}
+
+// eventLog keeps the most recent rule events in memory and fans them out to subscribers.
+type eventLog struct {
+	mu   sync.Mutex
+	ring []rules.Event
+	head int
+	n    int
+	seq  uint64
+	fan  *media.Fanout[rules.Event]
+}
+
+func newEventLog(keep int) *eventLog {
+	return &eventLog{ring: make([]rules.Event, keep), fan: media.NewFanout[rules.Event]("events")}
+}
+
+func (l *eventLog) add(e rules.Event) {
+	l.mu.Lock()
+	l.ring[(l.head+l.n)%len(l.ring)] = e
+	if l.n < len(l.ring) {
+		l.n++
+	} else {
+		l.head = (l.head + 1) % len(l.ring)
+	}
+	l.seq++
+	l.mu.Unlock()
+	l.fan.Write(e)
+}
+
+// list returns the newest events first, filtered by camera and rule ("" = any), at most limit.
+func (l *eventLog) list(camera, rule string, limit int) []rules.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := []rules.Event{}
+	for i := l.n - 1; i >= 0 && len(out) < limit; i-- {
+		e := l.ring[(l.head+i)%len(l.ring)]
+		if (camera == "" || e.Camera == camera) && (rule == "" || e.Rule == rule) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// listEvents answers GET /api/v1/events?camera=&rule=&limit= (newest first, default limit 100).
+func (g *Gateway) listEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 10000 {
+			writeError(w, http.StatusBadRequest, "bad_request", "limit must be a number from 1 to 10000")
+			return
+		}
+		limit = n
+	}
+	body := map[string]any{"events": []rules.Event{}, "analytics": "off"}
+	if g.analytics != nil {
+		body["events"] = g.analytics.events.list(q.Get("camera"), q.Get("rule"), limit)
+		body["analytics"] = g.analytics.detector
+	}
+	writeJSON(w, http.StatusOK, body)
+}

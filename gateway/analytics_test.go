@@ -1,0 +1,146 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"sightline/analytics/rules"
+	"sightline/internal/testenv"
+)
+
+func TestAnalyticsConfig(t *testing.T) {
+	cfg, err := ParseConfig([]byte(noAuth+`
+analytics: {onnxLibrary: lib/libonnxruntime.so.1, model: /models/yolox_nano.onnx, fps: 5}
+cameras:
+  - id: street
+    url: rtsp://127.0.0.1:8554/street
+    rules:
+      - {id: walkway, type: zone, polygon: [[0.1,0.5],[0.9,0.5],[0.9,1],[0.1,1]], classes: [person]}
+      - {id: crossing, type: line, line: [[0.5,0],[0.5,1]], classes: [person]}
+`), "/etc/sightline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Analytics
+	if !a.On() || a.FPS != 5 || cfg.analyticsPath(a.ONNXLibrary) != "/etc/sightline/lib/libonnxruntime.so.1" || cfg.analyticsPath(a.Model) != "/models/yolox_nano.onnx" {
+		t.Fatalf("analytics %+v", a)
+	}
+	if r := cfg.Cameras[0].Rules; len(r) != 2 || r[0].Type != rules.TypeZone || r[1].Line[1] != [2]float64{0.5, 1} {
+		t.Fatalf("rules %+v", r)
+	}
+	off, err := ParseConfig([]byte(noAuth), "/")
+	if err != nil || off.Analytics.On() {
+		t.Fatalf("analytics on without the section: %+v %v", off.Analytics, err)
+	}
+}
+
+func TestAnalyticsConfigErrorsNameTheKey(t *testing.T) {
+	cam := "cameras:\n  - id: c\n    url: rtsp://127.0.0.1/x\n    rules:\n"
+	cases := []struct{ yaml, key, msg string }{
+		{"analytics: {fps: -1}", "analytics.fps", "out of range"},
+		{"analytics: {fps: 500}", "analytics.fps", "out of range"},
+		{"analytics: {forceEvery: -1s}", "analytics.forceEvery", "negative"},
+		{"analytics: {decoder: gpu}", "analytics.decoder", "unknown accelerator"},
+		{"analytics: {provider: tpu}", "analytics.provider", "not one of"},
+		{"analytics: {workers: -1}", "analytics.workers", ""},
+		{"analytics: {queueLen: 1000}", "analytics.queueLen", ""},
+		{"analytics: {scoreThreshold: 2}", "analytics.scoreThreshold", "0..1"},
+		{"analytics: {classes: ['']}", "analytics.classes[0]", "empty"},
+		{"analytics: {modle: x}", "analytics.modle", "unknown key"},
+		{cam + "      - {id: a, type: zone, polygon: [[0,0],[1,0]]}", "cameras[0].rules[0].polygon", "at least 3 points"},
+		{cam + "      - {id: a, type: line, line: [[0,0],[2,1]]}", "cameras[0].rules[0].line[1]", "0..1"},
+		{cam + "      - {id: a, type: circle}", "cameras[0].rules[0].type", "unknown"},
+		{cam + "      - {id: a, type: zone, polygon: [[0,0],[1,0],[1,1]], colour: red}", "cameras[0].rules[0].colour", "unknown key"},
+	}
+	for _, c := range cases {
+		_, err := ParseConfig([]byte(noAuth+c.yaml+"\n"), "/")
+		var ce *ConfigError
+		if !errors.As(err, &ce) || ce.Key != c.key || !strings.Contains(ce.Msg, c.msg) {
+			t.Errorf("%q: got %v (key %q), want key %q with %q", c.yaml, err, keyOf(ce), c.key, c.msg)
+		}
+	}
+}
+
+func keyOf(ce *ConfigError) string {
+	if ce == nil {
+		return ""
+	}
+	return ce.Key
+}
+
+func TestAnalyticsEnv(t *testing.T) {
+	cfg, _ := ParseConfig([]byte(noAuth), "/")
+	err := applyEnv(cfg, []string{"SIGHTLINE_ANALYTICS_MODEL=/m.onnx", "SIGHTLINE_ANALYTICS_ONNXLIBRARY=/l.so", "SIGHTLINE_ANALYTICS_FPS=2"})
+	if err != nil || !cfg.Analytics.On() || cfg.Analytics.Model != "/m.onnx" || cfg.Analytics.ONNXLibrary != "/l.so" || cfg.Analytics.FPS != 2 {
+		t.Fatalf("%+v %v", cfg.Analytics, err)
+	}
+	if err := applyEnv(cfg, []string{"SIGHTLINE_ANALYTICS_MODLE=x"}); err == nil || !strings.Contains(err.Error(), "SIGHTLINE_ANALYTICS_MODEL") {
+		t.Fatalf("typo accepted: %v", err)
+	}
+	if err := applyEnv(cfg, []string{"SIGHTLINE_ANALYTICS_ENABLED=false"}); err != nil || cfg.Analytics.On() {
+		t.Fatalf("disable: %v", err)
+	}
+}
+
+type eventsBody struct {
+	Analytics string        `json:"analytics"`
+	Events    []rules.Event `json:"events"`
+}
+
+// Without a model the gateway analyses a file camera with the motion detector and says so in the
+// camera's status and in the log.
+func TestAnalyticsMotionOnlyWithoutModel(t *testing.T) {
+	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	g, logs := startGateway(t, fmt.Sprintf("analytics: {fps: 5, model: /nonexistent/model.onnx}\ncameras:\n  - {id: street, url: 'file://%s'}\n", clip))
+	waitFor(t, 20*time.Second, "motion analytics", func() bool {
+		a := cameraStatus(t, g, "street").Analytics
+		return a != nil && a.Analysed >= 5
+	})
+	a := cameraStatus(t, g, "street").Analytics
+	if a.Detector != "motion" || a.Decoder != "software" || a.State != "running" {
+		t.Fatalf("analytics %+v", a)
+	}
+	if !strings.Contains(logs.String(), "running the motion detector only") {
+		t.Fatalf("log does not say motion only:\n%s", logs)
+	}
+	var ev eventsBody
+	if code := getJSON(t, "http://"+g.HTTPAddr()+"/api/v1/events", &ev); code != 200 || ev.Analytics != "motion" || ev.Events == nil {
+		t.Fatalf("events: %d %+v", code, ev)
+	}
+	if m, ok := g.cameras.list()[0].meta.Latest(); !ok || m.Camera != "street" {
+		t.Fatalf("no meta published: %+v", m)
+	}
+}
+
+// With the model and ONNX Runtime, a file camera with the issue's rules raises events that
+// GET /api/v1/events lists, and the camera's status reports the object detector.
+func TestAnalyticsEventsFromModel(t *testing.T) {
+	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	model := testenv.Asset(t, "models/yolox_nano.onnx")
+	lib := testenv.ONNXLibrary(t)
+	g, _ := startGateway(t, fmt.Sprintf(`analytics: {fps: 5, model: '%s', onnxLibrary: '%s'}
+cameras:
+  - id: street
+    url: 'file://%s'
+    rules:
+      - {id: walkway, type: zone, polygon: [[0.1,0.5],[0.9,0.5],[0.9,1],[0.1,1]], classes: [person]}
+`, model, lib, clip))
+	var ev eventsBody
+	waitFor(t, 30*time.Second, "a walkway event", func() bool {
+		getJSON(t, "http://"+g.HTTPAddr()+"/api/v1/events?camera=street&rule=walkway&limit=5", &ev)
+		return len(ev.Events) > 0
+	})
+	if ev.Analytics != "onnx" || ev.Events[0].Camera != "street" || ev.Events[0].Rule != "walkway" || ev.Events[0].Label != "person" {
+		t.Fatalf("events %+v", ev)
+	}
+	a := cameraStatus(t, g, "street").Analytics
+	if a == nil || a.Detector != "onnx" || a.Analysed == 0 || a.InferenceMs <= 0 {
+		t.Fatalf("analytics %+v", a)
+	}
+	if code := getJSON(t, "http://"+g.HTTPAddr()+"/api/v1/events?limit=0", &map[string]any{}); code != 400 {
+		t.Fatalf("limit=0: %d", code)
+	}
+}
