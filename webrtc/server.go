@@ -48,6 +48,14 @@ type Config struct {
 	ICEServers []ICEServer
 	// MaxSessions caps live sessions; 0 is unlimited. Over the limit a new session gets 503.
 	MaxSessions int
+	// MaxSessionsPerCamera caps the live sessions of one camera (all variants together); 0 is
+	// unlimited. Over the limit a new session gets 503 too_many_sessions. Sessions being set up count,
+	// so concurrent offers can never exceed either cap.
+	MaxSessionsPerCamera int
+	// AllowOrigins lists the browser origins other than the server's own host that may open the
+	// signaling WebSocket: "https://host[:port]" entries, or "*" for any. Empty means same origin only
+	// (the semantics of the gateway's http.allowOrigins).
+	AllowOrigins []string
 	// FanoutShards is how many writer goroutines share a (camera, variant)'s viewers; 0 is GOMAXPROCS.
 	FanoutShards int
 	Logger       *slog.Logger
@@ -97,8 +105,13 @@ type Server struct {
 
 	mu       sync.Mutex
 	closed   bool
-	sessions map[string]*session
-	tracks   map[trackKey]*sharedTrack
+	sessions map[string]*session       // answered sessions
+	pending  map[string]*session       // sessions being set up
+	counted  map[string]int            // per camera: pending + answered sessions (the caps' count)
+	total    int                       // pending + answered sessions of every camera
+	tracks   map[trackKey]*sharedTrack // the current shared track of each (camera, variant)
+	live     map[*sharedTrack]struct{} // every running track, current or retired, until it stopped
+	drops    map[trackKey]dropCounts   // what stopped tracks dropped, so counters never go back
 }
 
 // NewServer opens the shared UDP mux and builds the pion API.
@@ -156,7 +169,11 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 		shards: shards,
 		ctx:    ctx, cancel: cancel,
 		sessions: make(map[string]*session),
+		pending:  make(map[string]*session),
+		counted:  make(map[string]int),
 		tracks:   make(map[trackKey]*sharedTrack),
+		live:     make(map[*sharedTrack]struct{}),
+		drops:    make(map[trackKey]dropCounts),
 	}
 	log.Info("webrtc server ready", "udp", addr.String(), "loopback_only", cfg.LoopbackOnly)
 	return s, nil

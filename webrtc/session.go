@@ -25,9 +25,11 @@ type session struct {
 	etag                string
 	log                 *slog.Logger
 
-	onClose   func()      // called once after teardown of a published session
-	published atomic.Bool // the session was answered and entered the map
-	closing   bool        // guarded by Server.mu: teardown began; never enter the map
+	onClose   func()       // called once after teardown of a published session
+	published atomic.Bool  // the session was answered and entered the map
+	closing   bool         // guarded by Server.mu: teardown began; never enter the map
+	cancelled bool         // guarded by Server.mu: CloseCamera ran during setup; never enter the map
+	state     atomic.Int32 // the PeerConnection's state (pwebrtc.PeerConnectionState), for Stats
 	closeOnce sync.Once
 	rtcpDone  chan struct{}
 	done      chan struct{}
@@ -51,15 +53,6 @@ func newSessionID() string {
 
 // createSession resolves the stream, checks the offer, and answers it. Every error is an *apiError.
 func (s *Server) createSession(ctx context.Context, req sessionRequest) (*session, string, error) {
-	if s.cfg.MaxSessions > 0 {
-		s.mu.Lock()
-		n := len(s.sessions)
-		s.mu.Unlock()
-		if n >= s.cfg.MaxSessions {
-			return nil, "", errf(http.StatusServiceUnavailable, "too_many_sessions",
-				"the server already serves its maximum of %d sessions", s.cfg.MaxSessions)
-		}
-	}
 	stream, err := s.streams.ResolveStream(req.camera, req.variant)
 	if err != nil {
 		if errors.Is(err, ErrUnknownCamera) {
@@ -68,24 +61,42 @@ func (s *Server) createSession(ctx context.Context, req sessionRequest) (*sessio
 		return nil, "", errf(http.StatusServiceUnavailable, "stream_unavailable",
 			"camera %q has no %s stream: %v", req.camera, req.variant, err)
 	}
-	if stream == nil {
+	if stream == nil || stream.Closed() {
 		return nil, "", errf(http.StatusServiceUnavailable, "stream_unavailable",
 			"camera %q has no %s stream", req.camera, req.variant)
 	}
+	id := newSessionID()
+	sess := &session{
+		id: id, camera: req.camera, variant: req.variant,
+		log:      s.log.With("camera", req.camera, "session", id, "variant", req.variant),
+		onClose:  req.onClose,
+		rtcpDone: make(chan struct{}), done: make(chan struct{}),
+	}
+	sess.state.Store(int32(pwebrtc.PeerConnectionStateNew))
+	// From here on the session holds a slot of the caps; closeSession gives it back, whatever happens.
+	if e := s.reserve(sess); e != nil {
+		return nil, "", e
+	}
+	fail := func(e *apiError) (*session, string, error) {
+		s.closeSession(sess, "setup failed: "+e.msg)
+		return nil, "", e
+	}
+
 	codec := stream.Params().Codec
 	if codec == "" {
 		codec = "H264" // before the camera's codec is known, assume H.264
 	}
 	info, aerr := parseOffer(req.offer, codec)
 	if aerr != nil {
-		return nil, "", aerr
+		return fail(aerr)
 	}
+	sess.remoteUfrag = info.ufrag
 	offerSDP := req.offer
 	if s.cfg.LoopbackOnly {
 		if stripNonLoopbackCandidates(info.parsed) > 0 {
 			b, err := info.parsed.Marshal()
 			if err != nil {
-				return nil, "", errf(http.StatusBadRequest, "malformed_sdp", "re-encode SDP offer: %v", err)
+				return fail(errf(http.StatusBadRequest, "malformed_sdp", "re-encode SDP offer: %v", err))
 			}
 			offerSDP = string(b)
 		}
@@ -93,19 +104,9 @@ func (s *Server) createSession(ctx context.Context, req sessionRequest) (*sessio
 
 	track, err := s.acquireTrack(trackKey{req.camera, req.variant}, stream)
 	if err != nil {
-		return nil, "", errf(http.StatusServiceUnavailable, "server_closed", "%v", err)
+		return fail(errf(http.StatusServiceUnavailable, "stream_unavailable", "camera %q: %v", req.camera, err))
 	}
-	id := newSessionID()
-	sess := &session{
-		id: id, camera: req.camera, variant: req.variant, track: track, remoteUfrag: info.ufrag,
-		log:      s.log.With("camera", req.camera, "session", id, "variant", req.variant),
-		onClose:  req.onClose,
-		rtcpDone: make(chan struct{}), done: make(chan struct{}),
-	}
-	fail := func(e *apiError) (*session, string, error) {
-		s.closeSession(sess, "setup failed: "+e.msg)
-		return nil, "", e
-	}
+	sess.track = track
 
 	pc, err := s.api.NewPeerConnection(pwebrtc.Configuration{ICEServers: s.iceSrv})
 	if err != nil {
@@ -126,6 +127,7 @@ func (s *Server) createSession(ctx context.Context, req sessionRequest) (*sessio
 		}
 	})
 	pc.OnConnectionStateChange(func(st pwebrtc.PeerConnectionState) {
+		sess.state.Store(int32(st))
 		if st == pwebrtc.PeerConnectionStateFailed {
 			s.goTracked(func() { s.closeSession(sess, "peer connection failed") })
 		}
@@ -168,10 +170,11 @@ func (s *Server) createSession(ctx context.Context, req sessionRequest) (*sessio
 	sess.etag = `"` + sdpUfrag(ld.SDP) + `"`
 
 	s.mu.Lock()
-	if s.closed || sess.closing {
+	if s.closed || sess.closing || sess.cancelled {
 		s.mu.Unlock()
 		return fail(errf(http.StatusServiceUnavailable, "session_failed", "the session closed while it was being set up"))
 	}
+	delete(s.pending, id)
 	s.sessions[id] = sess
 	sess.published.Store(true)
 	s.mu.Unlock()
@@ -230,8 +233,9 @@ func (s *Server) lookupSession(camera, id string) *session {
 	return sess
 }
 
-// closeSession tears a session down once: it leaves the map at once, its PeerConnection closes, its
-// RTCP goroutine ends, and its reference on the shared track is dropped.
+// closeSession tears a session down once: it leaves the map at once (and gives back its slot of the
+// caps), its PeerConnection closes, its RTCP goroutine ends, and its reference on the shared track is
+// dropped.
 func (s *Server) closeSession(sess *session, reason string) {
 	sess.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -239,6 +243,10 @@ func (s *Server) closeSession(sess *session, reason string) {
 		if s.sessions[sess.id] == sess {
 			delete(s.sessions, sess.id)
 		}
+		if s.pending[sess.id] == sess {
+			delete(s.pending, sess.id)
+		}
+		s.unreserveLocked(sess.camera)
 		s.mu.Unlock()
 		if sess.pc != nil {
 			if err := sess.pc.Close(); err != nil {
@@ -246,7 +254,9 @@ func (s *Server) closeSession(sess *session, reason string) {
 			}
 			<-sess.rtcpDone
 		}
-		s.releaseTrack(sess.track)
+		if sess.track != nil {
+			s.releaseTrack(sess.track)
+		}
 		sess.log.Debug("viewer session ended", "reason", reason)
 		close(sess.done)
 		if sess.onClose != nil && sess.published.Load() {

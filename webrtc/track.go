@@ -44,7 +44,13 @@ type sharedTrack struct {
 	local  *fanoutTrack
 	log    *slog.Logger
 
-	refs int // guarded by Server.mu
+	refs      int  // guarded by Server.mu
+	forgotten bool // guarded by Server.mu: CloseCamera ran; do not keep its drop counts when it stops
+
+	// onStreamEnd is called (from the track's goroutine, which must not wait for the track) when the
+	// stream closes: nothing more will come, so the server ends the track's sessions.
+	onStreamEnd func()
+	reader      *media.Reader // set by start, before the track is shared
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -84,6 +90,7 @@ func (t *sharedTrack) start() {
 	t.cancel = cancel
 	t.done = make(chan struct{})
 	reader := t.stream.NewReader(trackQueueLen)
+	t.reader = reader
 	t.local.start(ctx)
 	go t.run(ctx, reader)
 	t.requestKeyframe() // a producer that can (an encoder) sends the new viewer an IDR at once
@@ -107,7 +114,10 @@ func (t *sharedTrack) run(ctx context.Context, reader *media.Reader) {
 	for {
 		au, err := reader.Read(ctx)
 		if err != nil {
-			if !errors.Is(err, context.Canceled) {
+			if errors.Is(err, media.ErrStreamClosed) && t.onStreamEnd != nil {
+				t.log.Debug("camera stream closed: ending its sessions")
+				t.onStreamEnd()
+			} else if !errors.Is(err, context.Canceled) {
 				t.log.Debug("shared track reader ended", "err", err)
 			}
 			return
@@ -186,6 +196,9 @@ func (s *Server) acquireTrack(key trackKey, stream *media.Stream) (*sharedTrack,
 	if s.closed {
 		return nil, errServerClosed
 	}
+	if stream.Closed() {
+		return nil, errors.New("the camera's stream is closed")
+	}
 	if t := s.tracks[key]; t != nil && t.stream == stream {
 		t.refs++
 		return t, nil
@@ -203,8 +216,10 @@ func (s *Server) acquireTrack(key trackKey, stream *media.Stream) (*sharedTrack,
 		return nil, err
 	}
 	t.refs = 1
+	t.onStreamEnd = func() { s.goTracked(func() { s.closeTrackSessions(t) }) }
 	t.start()
 	s.tracks[key] = t
+	s.live[t] = struct{}{}
 	return t, nil
 }
 
@@ -217,7 +232,20 @@ func (s *Server) releaseTrack(t *sharedTrack) {
 		delete(s.tracks, t.key)
 	}
 	s.mu.Unlock()
-	if last {
-		t.stop()
+	if !last {
+		return
 	}
+	t.stop()
+	// Fold the stopped track's final drop counts into the camera's totals in the same critical section
+	// that forgets the track, so Stats never sees a counter go back.
+	d := t.drops()
+	s.mu.Lock()
+	delete(s.live, t)
+	if !t.forgotten {
+		tot := s.drops[t.key]
+		tot.fanout += d.fanout
+		tot.reader += d.reader
+		s.drops[t.key] = tot
+	}
+	s.mu.Unlock()
 }
