@@ -22,6 +22,7 @@ const usage = `usage: sightline-bench <command> [flags]
 commands:
   latency   per-frame latency, RTSP direct vs Sightline WHEP, and the latency Sightline adds
   fanout    N WHEP viewers of one camera: delivery, CPU, RSS, goroutines
+  cameras   N looped 720p clip cameras decoded + analysed (YOLOX-Nano) at 5 fps: share analysed
 
 run "sightline-bench <command> -h" for flags
 `
@@ -60,6 +61,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			r, err = runFanout(ctx, c, stderr)
 			if r != nil {
 				printFanout(stdout, r, c.json)
+			}
+		}
+	case "cameras":
+		var c camerasConfig
+		if c, err = camerasFlags(args[1:], stderr); err == nil {
+			if !c.json {
+				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
+			}
+			var runs []camerasRun
+			runs, err = runCameras(ctx, c, stderr)
+			if len(runs) > 0 {
+				printCameras(stdout, c, runs, c.json)
 			}
 		}
 	case "fanout-clients":
