@@ -260,4 +260,3 @@ func printCameras(w io.Writer, c camerasConfig, runs []camerasRun, asJSON bool) 
 	}
 	io.WriteString(w, "(%ofSampled = analysed / sampled; %ofExpected = analysed / (duration x fps x cameras); latency = capture to Meta)\n")
 }
-
