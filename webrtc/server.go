@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
@@ -98,6 +99,7 @@ type Server struct {
 	udpMux  ice.UDPMux
 	iceSrv  []pwebrtc.ICEServer
 	shards  int
+	accept  *websocket.AcceptOptions // the signaling socket's Origin check
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -134,6 +136,9 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 	if host != "" && net.ParseIP(host) == nil {
 		return nil, fmt.Errorf("webrtc: listen address %q is not an IP", host)
 	}
+	if err := checkAllowOrigins(cfg.AllowOrigins); err != nil {
+		return nil, err
+	}
 	for _, ip := range append(append([]string(nil), cfg.NAT1To1IPs...), cfg.AdditionalHosts...) {
 		if net.ParseIP(ip) == nil {
 			return nil, fmt.Errorf("webrtc: announced address %q is not an IP", ip)
@@ -166,8 +171,8 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: log, streams: streams, api: api, udpAddr: addr, udpMux: mux, iceSrv: iceServers,
-		shards: shards,
-		ctx:    ctx, cancel: cancel,
+		shards: shards, accept: acceptOptions(cfg.AllowOrigins),
+		ctx: ctx, cancel: cancel,
 		sessions: make(map[string]*session),
 		pending:  make(map[string]*session),
 		counted:  make(map[string]int),
