@@ -25,7 +25,21 @@ type CameraSample struct {
 	Restarts   int
 	Viewers    int
 	Readers    int // readers of the camera's raw stream (viewers' shared tracks, analytics)
+	WebRTC     []WebRTCSample
 }
+
+// WebRTCSample is one (camera, variant)'s WebRTC fan-out at scrape time.
+type WebRTCSample struct {
+	Variant string // raw, annotated
+	// Sessions counts live sessions by peer connection state (the keys of WebRTCStates).
+	Sessions map[string]int
+	// FanoutDropped counts access units the fan-out shards dropped for viewers that fell behind;
+	// ReaderDropped those the shared track's stream reader lost. Both only grow.
+	FanoutDropped, ReaderDropped uint64
+}
+
+// WebRTCStates are the session states sightline_webrtc_sessions always reports, 0 included.
+var WebRTCStates = []string{"new", "connecting", "connected", "disconnected", "failed"}
 
 // Registry is the set of metrics one Sightline serves at /metrics.
 type Registry struct {
@@ -94,7 +108,8 @@ var (
 	descRestarts  = prometheus.NewDesc("sightline_camera_reconnects_total", "Times the camera's source reconnected.", []string{"camera"}, nil)
 	descViewers   = prometheus.NewDesc("sightline_camera_viewers", "Live WebRTC sessions watching the camera.", []string{"camera"}, nil)
 	descReaders   = prometheus.NewDesc("sightline_stream_readers", "Readers of the camera's raw stream.", []string{"camera"}, nil)
-	descSessions  = prometheus.NewDesc("sightline_webrtc_sessions", "Live WebRTC sessions by state.", []string{"state"}, nil)
+	descSessions  = prometheus.NewDesc("sightline_webrtc_sessions", "Live WebRTC sessions by peer connection state (new, connecting, connected, disconnected, failed).", []string{"state"}, nil)
+	descRTCDrops  = prometheus.NewDesc("sightline_webrtc_dropped_frames_total", "Access units the WebRTC fan-out dropped, by camera, variant and stage (fanout: shards of slow viewers; reader: the shared track's stream reader).", []string{"camera", "variant", "stage"}, nil)
 	descCameras   = prometheus.NewDesc("sightline_cameras", "Cameras configured.", nil, nil)
 	cameraStateOf = []string{"starting", "connecting", "streaming", "reconnecting", "stopped", "disabled"}
 )
@@ -107,14 +122,14 @@ type cameraCollector struct {
 
 func (c *cameraCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descState, descFrames, descBytes, descFPS, descBitrate,
-		descRestarts, descViewers, descReaders, descSessions, descCameras} {
+		descRestarts, descViewers, descReaders, descSessions, descRTCDrops, descCameras} {
 		ch <- d
 	}
 }
 
 func (c *cameraCollector) Collect(ch chan<- prometheus.Metric) {
 	cams := c.snapshot()
-	sessions := 0
+	sessions := make(map[string]int, len(WebRTCStates))
 	for _, s := range cams {
 		up := 0.0
 		if s.Streaming {
@@ -135,8 +150,16 @@ func (c *cameraCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(s.Restarts), s.ID)
 		ch <- prometheus.MustNewConstMetric(descViewers, prometheus.GaugeValue, float64(s.Viewers), s.ID)
 		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.GaugeValue, float64(s.Readers), s.ID)
-		sessions += s.Viewers
+		for _, w := range s.WebRTC {
+			for st, n := range w.Sessions {
+				sessions[st] += n
+			}
+			ch <- prometheus.MustNewConstMetric(descRTCDrops, prometheus.CounterValue, float64(w.FanoutDropped), s.ID, w.Variant, "fanout")
+			ch <- prometheus.MustNewConstMetric(descRTCDrops, prometheus.CounterValue, float64(w.ReaderDropped), s.ID, w.Variant, "reader")
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(sessions), "active")
+	for _, st := range WebRTCStates {
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(sessions[st]), st)
+	}
 	ch <- prometheus.MustNewConstMetric(descCameras, prometheus.GaugeValue, float64(len(cams)))
 }

@@ -12,7 +12,9 @@ import (
 // Cameras appear and vanish with the snapshot; counters and HTTP series are exposed by name.
 func TestCamerasFollowSnapshot(t *testing.T) {
 	var mu sync.Mutex
-	cams := []CameraSample{{ID: "a", State: "streaming", Streaming: true, Frames: 10, Viewers: 2}, {ID: "b", State: "stopped"}}
+	cams := []CameraSample{{ID: "a", State: "streaming", Streaming: true, Frames: 10, Viewers: 2,
+		WebRTC: []WebRTCSample{{Variant: "raw", Sessions: map[string]int{"connected": 1, "connecting": 1}, FanoutDropped: 7, ReaderDropped: 3}}},
+		{ID: "b", State: "stopped"}}
 	r := New(func() []CameraSample {
 		mu.Lock()
 		defer mu.Unlock()
@@ -25,7 +27,11 @@ func TestCamerasFollowSnapshot(t *testing.T) {
 	for _, want := range []string{
 		`sightline_camera_up{camera="a"} 1`, `sightline_camera_up{camera="b"} 0`,
 		`sightline_camera_frames_total{camera="a"} 10`, `sightline_camera_state{camera="b",state="stopped"} 1`,
-		`sightline_webrtc_sessions{state="active"} 2`, `sightline_cameras 2`,
+		`sightline_webrtc_sessions{state="connected"} 1`, `sightline_webrtc_sessions{state="connecting"} 1`,
+		`sightline_webrtc_sessions{state="new"} 0`, `sightline_webrtc_sessions{state="disconnected"} 0`,
+		`sightline_webrtc_sessions{state="failed"} 0`, `sightline_cameras 2`,
+		`sightline_webrtc_dropped_frames_total{camera="a",stage="fanout",variant="raw"} 7`,
+		`sightline_webrtc_dropped_frames_total{camera="a",stage="reader",variant="raw"} 3`,
 		`sightline_http_requests_total{code="200",route="GET /api/v1/cameras"} 1`,
 		`sightline_auth_failures_total{reason="unauthorized"} 1`, `sightline_rate_limited_total{limit="api"} 1`,
 		`go_goroutines`, `process_`,
