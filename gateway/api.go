@@ -216,6 +216,7 @@ func (g *Gateway) deleteCamera(w http.ResponseWriter, r *http.Request) {
 		e.write(w)
 		return
 	}
+	g.rtc.CloseCamera(id) // its viewers end now, not when they notice the stream went quiet
 	g.log.Info("camera deleted", "camera", id)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -108,7 +108,10 @@ func New(cfg *Config, log *slog.Logger) (_ *Gateway, err error) {
 		AdditionalHosts: cfg.WebRTC.AdditionalHosts,
 		ICEServers:      cfg.WebRTC.ICEServers,
 		MaxSessions:     cfg.WebRTC.MaxSessions,
-		Logger:          log,
+		// The cap is enforced inside webrtc, atomically with session setup (concurrent offers).
+		MaxSessionsPerCamera: cfg.Limits.MaxSessionsPerCamera,
+		AllowOrigins:         cfg.HTTP.AllowOrigins,
+		Logger:               log,
 	}, g)
 	if err != nil {
 		return nil, fmt.Errorf("start webrtc on udp port %d: %w", cfg.WebRTC.UDPPort, err)
@@ -233,6 +236,14 @@ func (g *Gateway) SentFrames(cameraID string) []webrtc.SentFrame {
 // metricSamples is the per-camera snapshot /metrics reads at scrape time.
 func (g *Gateway) metricSamples() []metrics.CameraSample {
 	cams := g.cameras.list()
+	rtc := map[string][]metrics.WebRTCSample{}
+	for _, s := range g.rtc.Stats() {
+		rtc[s.Camera] = append(rtc[s.Camera], metrics.WebRTCSample{
+			Variant: s.Variant, FanoutDropped: s.FanoutDropped, ReaderDropped: s.ReaderDropped,
+			Sessions: map[string]int{"new": s.Sessions.New, "connecting": s.Sessions.Connecting,
+				"connected": s.Sessions.Connected, "disconnected": s.Sessions.Disconnected, "failed": s.Sessions.Failed},
+		})
+	}
 	out := make([]metrics.CameraSample, 0, len(cams))
 	for _, c := range cams {
 		cfg, _, st := g.cameras.snapshot(c)
@@ -240,6 +251,7 @@ func (g *Gateway) metricSamples() []metrics.CameraSample {
 			ID: cfg.ID, State: string(st.State), Streaming: st.State == media.StateStreaming,
 			Frames: st.Frames, Bytes: st.Bytes, FPS: st.FPS, BitrateBps: st.BitrateBps,
 			Restarts: st.RestartCount, Viewers: g.rtc.Viewers(cfg.ID), Readers: c.raw.Stats().Readers,
+			WebRTC: rtc[cfg.ID],
 		})
 	}
 	return out

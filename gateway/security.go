@@ -126,8 +126,8 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // guard applies every route's policy before the mux runs it: rate limit, authentication and role,
-// WebSocket Origin, per-camera session cap, request deadlines; then logs and counts the request. The
-// log line names the route pattern and never the query string (which may carry ?token=).
+// WebSocket Origin, request deadlines; then logs and counts the request. The log line names the route
+// pattern and never the query string (which may carry ?token=).
 func (g *Gateway) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -194,32 +194,10 @@ func (g *Gateway) guard(next http.Handler) http.Handler {
 			_ = rc.SetReadDeadline(deadline)
 			_ = rc.SetWriteDeadline(deadline)
 		}
-		if max := g.cfg.Limits.MaxSessionsPerCamera; max > 0 && pol.limit == limitWHEP && r.Method == http.MethodPost {
-			if cam := r.PathValue("camera"); cam == "" {
-				// the mux has not matched yet: read the camera from the path
-				cam = cameraFromWHEPPath(r.URL.Path)
-				if cam != "" && g.rtc.Viewers(cam) >= max {
-					writeError(rec, http.StatusServiceUnavailable, "too_many_sessions",
-						"camera "+quote(cam)+" already has its maximum of viewers (limits.maxSessionsPerCamera)")
-					return
-				}
-			}
-		}
+		// limits.maxSessionsPerCamera is enforced by webrtc (Config.MaxSessionsPerCamera), atomically with
+		// session setup.
 		next.ServeHTTP(rec, r)
 	})
-}
-
-// cameraFromWHEPPath returns the camera of /whep/{camera}[/annotated].
-func cameraFromWHEPPath(p string) string {
-	rest, ok := strings.CutPrefix(p, "/whep/")
-	if !ok {
-		return ""
-	}
-	cam, _, _ := strings.Cut(rest, "/")
-	if u, err := url.PathUnescape(cam); err == nil {
-		return u
-	}
-	return cam
 }
 
 // originAllowed reports whether a browser page from origin may open a WebSocket: the same host, or an

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -545,8 +546,18 @@ func TestRuntimeChangesLeaveOthersPlaying(t *testing.T) {
 	if code, _, _ := apiDo(t, g, "DELETE", "/api/v1/cameras/b", tokAdmin, "", ""); code != 204 {
 		t.Fatalf("delete: %d", code)
 	}
-	// b's stream is closed: its viewer gets nothing more, and nobody can join b. (Ending b's WebRTC
-	// sessions at once needs an API webrtc does not have yet; they end when the viewer leaves.)
+	// b's sessions ended with the DELETE (webrtc.Server.CloseCamera): the server forgot them before
+	// answering, the viewer gets nothing more, and nobody can join b.
+	if n := g.rtc.Viewers("b"); n != 0 {
+		t.Fatalf("b still has %d WebRTC sessions right after DELETE", n)
+	}
+	loc, err := url.Parse(vb.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := apiDo(t, g, "DELETE", loc.Path, tokViewer, "", ""); code != 404 {
+		t.Fatalf("DELETE of b's session after the camera was deleted: %d, want 404", code)
+	}
 	for quiet := false; !quiet; {
 		select {
 		case <-vb.Frames():
