@@ -13,6 +13,7 @@ import (
 	"sightline/analytics/pipeline"
 	"sightline/filesource"
 	"sightline/media"
+	"sightline/overlay"
 	"sightline/rtsp"
 )
 
@@ -37,6 +38,9 @@ type camera struct {
 	// source runs, reading raw with its own reader, and publishes on meta (which, like raw, outlives it).
 	meta *media.Fanout[*media.Meta]
 	pipe *pipeline.Pipeline
+	// ann publishes the annotated stream (decode, draw the pipeline's predicted boxes and the rules'
+	// zones, encode) while it has readers; replaced with the camera's configuration.
+	ann *overlay.Annotator
 }
 
 // registry owns the cameras and their pipelines' lifetimes. Changes (add, replace, remove, start,
@@ -83,6 +87,7 @@ func (r *registry) add(cc CameraConfig, stopped bool) error {
 			return err
 		}
 	}
+	cam.ann = r.annotatorFor(cam, cc)
 	r.mu.Lock()
 	r.cameras[cc.ID] = cam
 	r.order = append(r.order, cc.ID)
@@ -112,9 +117,18 @@ func (r *registry) replace(cc CameraConfig) error {
 		}
 	}
 	r.haltLocked(cam)
+	// The annotated stream ends (its viewers reconnect to the new one): zones may have changed.
+	r.mu.Lock()
+	old := cam.ann
+	r.mu.Unlock()
+	old.Close()
 	r.mu.Lock()
 	cam.cfg, cam.source = cc, src
 	cam.pipe = pipe
+	r.mu.Unlock()
+	ann := r.annotatorFor(cam, cc)
+	r.mu.Lock()
+	cam.ann = ann
 	r.mu.Unlock()
 	r.runLocked(cam)
 	return nil
@@ -133,6 +147,7 @@ func (r *registry) remove(id string) error {
 	delete(r.cameras, id)
 	r.order = slices.DeleteFunc(r.order, func(s string) bool { return s == id })
 	r.mu.Unlock()
+	cam.ann.Close()
 	cam.raw.Close()
 	cam.meta.Close()
 	return nil
@@ -237,6 +252,7 @@ func (r *registry) close() {
 	defer r.mu.Unlock()
 	r.ctx = nil
 	for _, cam := range r.cameras {
+		cam.ann.Close()
 		cam.raw.Close()
 		cam.meta.Close()
 	}
@@ -287,6 +303,13 @@ func (r *registry) analyticsStatus(c *camera) *pipeline.Status {
 	}
 	st := p.Status()
 	return &st
+}
+
+// annotated returns the camera's annotated stream.
+func (r *registry) annotated(c *camera) *media.Stream {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return c.ann.Stream()
 }
 
 func (r *registry) isRunning() bool {

@@ -130,8 +130,10 @@ func (g *Gateway) ResolveStream(cameraID, variant string) (*media.Stream, error)
 	switch variant {
 	case "raw", "":
 		return cam.raw, nil
+	case webrtc.VariantAnnotated:
+		return g.cameras.annotated(cam), nil
 	default:
-		return nil, fmt.Errorf("camera %q has no %q stream yet (the annotated track needs the codec bridge)", cameraID, variant)
+		return nil, fmt.Errorf("camera %q has no %q stream", cameraID, variant)
 	}
 }
 

@@ -214,6 +214,13 @@ func (p *Pipeline) Status() Status {
 	return st
 }
 
+// Predict returns the camera's confirmed tracks extrapolated to ts (the camera's PTS of a frame being
+// shown), at once from what the tracker holds: it never waits for inference. The overlay calls it for
+// every frame while the analytics loop updates the tracker.
+func (p *Pipeline) Predict(ts time.Duration) []track.Track {
+	return p.tracker.Predict(ts)
+}
+
 func (p *Pipeline) setError(err error) {
 	p.mu.Lock()
 	p.st.LastError = err.Error()

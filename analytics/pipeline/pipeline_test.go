@@ -215,6 +215,19 @@ func TestMotionOnly(t *testing.T) {
 	if objs == 0 {
 		t.Fatal("people walk in the clip, yet no motion")
 	}
+	// Predict gives the overlay the last analysed frame's live tracks, moved to a later time.
+	last := metas[len(metas)-1]
+	ids := map[int64]bool{}
+	for _, o := range last.Objects {
+		ids[o.ID] = true
+	}
+	pred := p.Predict(last.PTS + 40*time.Millisecond)
+	for _, tr := range pred {
+		if !ids[tr.ID] {
+			t.Fatalf("predicted track %d is not in the last meta %+v", tr.ID, last.Objects)
+		}
+	}
+	t.Logf("%d objects in the last meta, %d predicted", len(last.Objects), len(pred))
 }
 
 // Keyframe-only mode decodes and analyses the IDRs only (one a second in the clip).
