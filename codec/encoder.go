@@ -19,9 +19,14 @@ type EncoderConfig struct {
 	Width, Height int
 	// Format of the frames to encode (default I420).
 	Format PixelFormat
-	// Accel: "" or software = libx264 (ultrafast, zerolatency); cuda = h264_nvenc (system-memory frames);
-	// vaapi = h264_vaapi (not implemented yet: needs surface upload).
+	// Accel: "" or software = libx264 (ultrafast, zerolatency); cuda = h264_nvenc (system-memory frames,
+	// uploaded by the encoder); vaapi = h264_vaapi (each frame is copied into a VAAPI surface from a pool
+	// on the render node: av_hwframe_get_buffer + av_hwframe_transfer_data). The hardware paths have
+	// been compiled, not run, on the machines this package was tested on (no /dev/dri, no GPU).
 	Accel Accel
+	// Device is the VAAPI render node (default: the first /dev/dri/renderD*) or the CUDA device index
+	// (default 0) for the hardware encoders.
+	Device string
 	// BitrateBps is the target bitrate (default 2 Mbit/s), also the VBV max rate over one second.
 	BitrateBps int
 	// GOP is the number of frames between IDRs (default 50). ForceKeyframe adds IDRs on demand.
@@ -38,7 +43,9 @@ type Encoder struct {
 	cfg    EncoderConfig
 	name   string
 	ctx    *C.AVCodecContext
-	in     *C.AVFrame // our reference to the frame being sent
+	in     *C.AVFrame     // our reference to the frame being sent
+	dev    *C.AVBufferRef // VAAPI device (nil otherwise); ours, unref'd in Close
+	frames *C.AVBufferRef // VAAPI surface pool on dev (nil otherwise); ours, unref'd in Close
 	pkt    *C.AVPacket
 	force  bool
 	last   C.int64_t
@@ -84,10 +91,10 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 		}
 		name = "h264_nvenc"
 	case AccelVAAPI:
-		if _, err := renderNode(""); err != nil {
+		if _, err := renderNode(cfg.Device); err != nil {
 			return nil, fmt.Errorf("open encoder h264_vaapi: %w", err)
 		}
-		return nil, fmt.Errorf("open encoder h264_vaapi: surface upload not implemented: %w", ErrUnavailable)
+		name = "h264_vaapi"
 	default:
 		return nil, fmt.Errorf("open encoder: unknown accelerator %q", cfg.Accel)
 	}
@@ -103,6 +110,28 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	}
 	ctx.width, ctx.height = C.int(cfg.Width), C.int(cfg.Height)
 	ctx.pix_fmt = int32(cfg.Format.av())
+	var dev, frames *C.AVBufferRef
+	if name == "h264_vaapi" {
+		var err error
+		if dev, frames, err = vaapiSurfaces(cfg); err != nil {
+			C.avcodec_free_context(&ctx)
+			return nil, fmt.Errorf("open encoder h264_vaapi: %w", err)
+		}
+		// Ownership: ctx gets its own reference to the pool (freed with the context); ours stays in e.
+		ctx.pix_fmt = C.AV_PIX_FMT_VAAPI
+		ctx.hw_frames_ctx = C.av_buffer_ref(frames)
+		if ctx.hw_frames_ctx == nil {
+			C.av_buffer_unref(&frames)
+			C.av_buffer_unref(&dev)
+			C.avcodec_free_context(&ctx)
+			return nil, averr("open encoder h264_vaapi: av_buffer_ref", C.SL_ENOMEM)
+		}
+	}
+	fail := func() {
+		C.avcodec_free_context(&ctx)
+		C.av_buffer_unref(&frames)
+		C.av_buffer_unref(&dev)
+	}
 	ctx.time_base = C.AVRational{num: 1, den: media.VideoClockRate}
 	ctx.framerate = C.AVRational{num: C.int(cfg.FPS), den: 1}
 	ctx.bit_rate = C.int64_t(cfg.BitrateBps)
@@ -112,11 +141,16 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	ctx.max_b_frames = 0
 	ctx.thread_count = C.int(cfg.Threads)
 	// No AV_CODEC_FLAG_GLOBAL_HEADER: the encoders then repeat SPS/PPS before every IDR.
-	opts := map[string]string{"forced-idr": "1"}
-	if name == "libx264" {
-		opts["preset"], opts["tune"] = "ultrafast", "zerolatency"
-	} else {
-		opts["preset"], opts["tune"], opts["zerolatency"] = "p1", "ull", "1"
+	var opts map[string]string
+	switch name {
+	case "libx264":
+		opts = map[string]string{"forced-idr": "1", "preset": "ultrafast", "tune": "zerolatency"}
+	case "h264_nvenc":
+		opts = map[string]string{"forced-idr": "1", "preset": "p1", "tune": "ull", "zerolatency": "1"}
+	case "h264_vaapi":
+		// A frame with pict_type I becomes an IDR (vaapi_encode's force_idr); SPS/PPS are written as
+		// packed headers before every IDR; one frame in flight for latency.
+		opts = map[string]string{"async_depth": "1"}
 	}
 	for k, v := range opts {
 		ck, cv := C.CString(k), C.CString(v)
@@ -124,15 +158,16 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 		C.free(unsafe.Pointer(ck))
 		C.free(unsafe.Pointer(cv))
 		if ret < 0 {
-			C.avcodec_free_context(&ctx)
+			fail()
 			return nil, averr(fmt.Sprintf("open encoder %s: option %s=%s", name, k, v), ret)
 		}
 	}
 	if ret := C.avcodec_open2(ctx, codec, nil); ret < 0 {
-		C.avcodec_free_context(&ctx)
+		fail()
 		return nil, averr("open encoder "+name, ret)
 	}
-	e := &Encoder{cfg: cfg, name: name, ctx: ctx, in: C.av_frame_alloc(), pkt: C.av_packet_alloc(), last: -1}
+	e := &Encoder{cfg: cfg, name: name, ctx: ctx, in: C.av_frame_alloc(), pkt: C.av_packet_alloc(), last: -1,
+		dev: dev, frames: frames}
 	if e.in == nil || e.pkt == nil {
 		e.Close()
 		return nil, averr("open encoder", C.SL_ENOMEM)
@@ -140,7 +175,34 @@ func NewEncoder(cfg EncoderConfig) (*Encoder, error) {
 	return e, nil
 }
 
-// Name returns the libavcodec encoder in use (libx264, h264_nvenc).
+// vaapiSurfaces opens the VAAPI device and a pool of surfaces of cfg's size holding cfg.Format pictures
+// (NV12 natively; I420 relies on the driver's image conversion when uploading).
+// Ownership: both references belong to the caller (av_buffer_unref); the pool holds its own reference
+// to the device.
+func vaapiSurfaces(cfg EncoderConfig) (dev, frames *C.AVBufferRef, err error) {
+	dev, _, err = openDevice(AccelVAAPI, cfg.Device)
+	if err != nil {
+		return nil, nil, err
+	}
+	frames = C.av_hwframe_ctx_alloc(dev)
+	if frames == nil {
+		C.av_buffer_unref(&dev)
+		return nil, nil, averr("av_hwframe_ctx_alloc", C.SL_ENOMEM)
+	}
+	fc := (*C.AVHWFramesContext)(unsafe.Pointer(frames.data))
+	fc.format = C.AV_PIX_FMT_VAAPI
+	fc.sw_format = int32(cfg.Format.av())
+	fc.width, fc.height = C.int(cfg.Width), C.int(cfg.Height)
+	fc.initial_pool_size = 8
+	if ret := C.av_hwframe_ctx_init(frames); ret < 0 {
+		C.av_buffer_unref(&frames)
+		C.av_buffer_unref(&dev)
+		return nil, nil, averr(fmt.Sprintf("av_hwframe_ctx_init(vaapi %v %dx%d)", cfg.Format, cfg.Width, cfg.Height), ret)
+	}
+	return dev, frames, nil
+}
+
+// Name returns the libavcodec encoder in use (libx264, h264_nvenc, h264_vaapi).
 func (e *Encoder) Name() string { return e.name }
 
 // ForceKeyframe makes the next encoded frame an IDR (a viewer joined or sent a PLI).
@@ -160,7 +222,18 @@ func (e *Encoder) Encode(f *Frame, out []*media.AccessUnit) ([]*media.AccessUnit
 		return out, fmt.Errorf("encode: frame %dx%d %v, encoder wants %dx%d %v", f.Width, f.Height, f.Format,
 			e.cfg.Width, e.cfg.Height, e.cfg.Format)
 	}
-	if ret := C.av_frame_ref(e.in, f.av); ret < 0 {
+	if e.frames != nil {
+		// Ownership: e.in gets a surface from the pool (returned to it by the unref below, or kept
+		// by the encoder with its own reference) and f's picture is copied into it; f is untouched.
+		if ret := C.av_hwframe_get_buffer(e.frames, e.in, 0); ret < 0 {
+			return out, averr("encode: av_hwframe_get_buffer", ret)
+		}
+		if ret := C.av_hwframe_transfer_data(e.in, f.av, 0); ret < 0 {
+			C.av_frame_unref(e.in)
+			return out, averr("encode: av_hwframe_transfer_data (upload)", ret)
+		}
+		C.av_frame_copy_props(e.in, f.av)
+	} else if ret := C.av_frame_ref(e.in, f.av); ret < 0 {
 		return out, averr("encode: av_frame_ref", ret)
 	}
 	ticks := C.int64_t(f.PTS * media.VideoClockRate / time.Second)
@@ -234,5 +307,11 @@ func (e *Encoder) Close() {
 	}
 	if e.pkt != nil {
 		C.av_packet_free(&e.pkt)
+	}
+	if e.frames != nil {
+		C.av_buffer_unref(&e.frames)
+	}
+	if e.dev != nil {
+		C.av_buffer_unref(&e.dev)
 	}
 }
