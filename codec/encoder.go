@@ -209,8 +209,9 @@ func (e *Encoder) Name() string { return e.name }
 func (e *Encoder) ForceKeyframe() { e.force = true }
 
 // Encode sends one frame and appends the access units that became ready to out (with libx264's
-// zerolatency tuning: this frame's). The encoder takes its own reference to f's picture (av_frame_ref),
-// so the caller may Release f at once; call f.MakeWritable before drawing into it again.
+// zerolatency tuning: this frame's). The encoder takes its own reference to f's picture (av_frame_ref;
+// h264_vaapi instead copies it into a surface), so the caller may Release f at once; call
+// f.MakeWritable before drawing into it again.
 func (e *Encoder) Encode(f *Frame, out []*media.AccessUnit) ([]*media.AccessUnit, error) {
 	if e.closed {
 		return out, ErrClosed
