@@ -15,7 +15,7 @@ func (r *registry) annotatorFor(cam *camera, cc CameraConfig) *overlay.Annotator
 	if log == nil {
 		log = slog.Default()
 	}
-	return overlay.NewAnnotator(overlay.Config{Camera: cc.ID, Zones: zonesOf(cc.Rules)}, cam.raw,
+	return overlay.NewAnnotator(overlay.Config{Camera: cc.ID, Zones: zonesOf(cc.Rules), Warm: cc.AnnotatedWarm}, cam.raw,
 		&cameraBoxes{r: r, cam: cam}, log)
 }
 

@@ -248,11 +248,14 @@ func (r *registry) close() {
 		r.haltLocked(cam)
 	}
 	r.wg.Wait()
+	// Annotators first, without r.mu: their box source reads the camera's pipeline under it.
+	for _, cam := range r.list() {
+		cam.ann.Close()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ctx = nil
 	for _, cam := range r.cameras {
-		cam.ann.Close()
 		cam.raw.Close()
 		cam.meta.Close()
 	}

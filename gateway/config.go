@@ -136,6 +136,11 @@ type CameraConfig struct {
 	// Rules raise events from the camera's tracked objects (zones, lines, dwell, counts); they need the
 	// analytics section.
 	Rules []rules.Config `yaml:"rules" json:"rules,omitempty"`
+	// AnnotatedWarm keeps decoding the camera while nobody watches its annotated track, so that a new
+	// annotated viewer's first frame is the camera's next frame (tens of ms) instead of the frame after
+	// the camera's next keyframe (up to one GOP). Costs one decoder's CPU per camera; the encoder still
+	// runs only while watched.
+	AnnotatedWarm bool `yaml:"annotatedWarm" json:"annotatedWarm,omitempty"`
 }
 
 // IsEnabled reports whether the camera should run (enabled is true unless set to false).
