@@ -1,5 +1,6 @@
 // Sightline operator UI: polls the camera list, draws one tile per camera and plays each streaming
-// camera over WHEP (RFC 9725). Plain ES module, no build step, no dependencies.
+// camera over WHEP (RFC 9725), raw or annotated (a per-tile switch re-negotiates in place). Plain ES
+// module, no build step, no dependencies.
 
 const POLL_MS = 2000;
 const ICE_WAIT_MS = 1000;
@@ -58,8 +59,9 @@ function iceGathered(pc, ms) {
 // Player owns one camera's RTCPeerConnection and WHEP session, and reconnects with capped, jittered
 // exponential backoff. state: idle, connecting, waiting for keyframe, playing, retrying, stopped.
 class Player {
-  constructor(id, video, onChange) {
+  constructor(id, video, onChange, variant = 'raw') {
     this.id = id;
+    this.variant = variant; // raw: the camera's own video; annotated: boxes drawn in, re-encoded
     this.video = video;
     this.onChange = onChange;
     this.pc = null;
@@ -116,7 +118,8 @@ class Player {
       await pc.setLocalDescription(await pc.createOffer());
       await iceGathered(pc, ICE_WAIT_MS);
       if (pc !== this.pc) return;
-      const res = await fetch(`/whep/${encodeURIComponent(this.id)}`, {
+      const path = this.variant === 'annotated' ? '/annotated' : '';
+      const res = await fetch(`/whep/${encodeURIComponent(this.id)}${path}`, {
         method: 'POST',
         headers: withAuth({ 'Content-Type': 'application/sdp' }),
         body: pc.localDescription.sdp,
@@ -141,6 +144,14 @@ class Player {
     } catch (err) {
       if (pc === this.pc) this.retry(err.message || String(err));
     }
+  }
+
+  // setVariant switches between the raw and the annotated track: a new WHEP session replaces the old
+  // one (the page stays).
+  setVariant(variant) {
+    if (variant === this.variant) return;
+    this.variant = variant;
+    if (!this.stopped) this.restart();
   }
 
   // restart reconnects now, forgetting the backoff (the camera came back).
@@ -203,7 +214,7 @@ function createTile(cam) {
   const refs = {
     link: q('.tile-link'), badge: q('.badge'), video: q('video'), player: q('.player-state'),
     error: q('.error'), fps: q('.fps'), bitrate: q('.bitrate'), viewers: q('.viewers'),
-    restarts: q('.restarts'), resolution: q('.resolution'),
+    restarts: q('.restarts'), resolution: q('.resolution'), variant: q('.variant'),
   };
   const headingId = `cam-${cam.id.replace(/[^A-Za-z0-9_-]/g, '_')}`;
   refs.link.id = headingId;
@@ -211,11 +222,26 @@ function createTile(cam) {
   refs.link.href = pageURL(cam.id);
   el.setAttribute('aria-labelledby', headingId);
   refs.video.setAttribute('aria-label', `Live video of camera ${cam.id}`);
-  const tile = { el, refs, state: '' };
+  const tile = { el, refs, state: '', variant: 'raw' };
+  refs.variant.addEventListener('click', () => {
+    tile.variant = tile.variant === 'annotated' ? 'raw' : 'annotated';
+    showVariant(tile);
+    players.get(cam.id)?.setVariant(tile.variant);
+  });
+  showVariant(tile);
   tiles.set(cam.id, tile);
   $('grid').append(el);
   showPlayer(tile, null);
   return tile;
+}
+
+function showVariant(tile) {
+  const on = tile.variant === 'annotated';
+  tile.el.dataset.variant = tile.variant;
+  tile.refs.variant.setAttribute('aria-pressed', String(on));
+  setText(tile.refs.variant, on ? 'annotated' : 'raw');
+  tile.refs.variant.title = on ? 'Showing boxes drawn into the video; click for the raw camera video'
+    : 'Showing the raw camera video; click for the annotated video (boxes drawn in)';
 }
 
 function showPlayer(tile, player) {
@@ -254,7 +280,7 @@ function updateTile(cam) {
   if (kind === 'offline') {
     if (player) stopPlayer(cam.id);
   } else if (!player && state === 'streaming') {
-    player = new Player(cam.id, refs.video, (p) => showPlayer(tile, p));
+    player = new Player(cam.id, refs.video, (p) => showPlayer(tile, p), tile.variant);
     players.set(cam.id, player);
     player.connect();
   } else if (player && state === 'streaming' && tile.state !== 'streaming' && player.state !== 'playing') {
