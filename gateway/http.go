@@ -32,6 +32,7 @@ var (
 	whepNew  = policy{role: auth.RoleViewer, limit: limitWHEP}
 	whepSess = policy{role: auth.RoleViewer}
 	wsSignal = policy{role: auth.RoleViewer, limit: limitWHEP, ws: true}
+	wsFeed   = policy{role: auth.RoleViewer, limit: limitAPI, ws: true}
 )
 
 // routeTable lists every route. Order does not matter (Go 1.22 patterns pick the most specific).
@@ -51,6 +52,8 @@ func (g *Gateway) routeTable() []route {
 		{"POST /api/v1/cameras/{id}/start", operator, g.startCamera},
 		{"POST /api/v1/cameras/{id}/stop", operator, g.stopCamera},
 		{"GET /api/v1/events", viewer, g.listEvents},
+		{"GET /ws/meta", wsFeed, g.wsMeta},
+		{"GET /ws/alerts", wsFeed, g.wsAlerts},
 		{"/api/", viewer, func(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusNotFound, "not_found", "no API route "+r.Method+" "+r.URL.Path)
 		}},

@@ -112,6 +112,8 @@ var probes = map[string]probe{
 	"DELETE /whep/{camera}/sessions/{id}":  {"DELETE", "/whep/cam/sessions/nope", "", ""},
 	"OPTIONS /whep/{camera}/sessions/{id}": {"OPTIONS", "/whep/cam/sessions/nope", "", ""},
 	"GET /ws/signal":                       {"GET", "/ws/signal", "", ""},
+	"GET /ws/meta":                         {"GET", "/ws/meta", "", ""},
+	"GET /ws/alerts":                       {"GET", "/ws/alerts", "", ""},
 }
 
 func do(t *testing.T, base string, p probe, c credential) (int, string) {

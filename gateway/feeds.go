@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"sightline/analytics/rules"
+)
+
+// feedQueue is how many messages may wait for a slow feed subscriber before the oldest are dropped
+// (the pipeline never waits for a subscriber).
+const feedQueue = 64
+
+// feedWriteTimeout bounds one message's write: a subscriber that stops reading is disconnected.
+const feedWriteTimeout = 5 * time.Second
+
+// eventMessage is a rule event as the feeds send it: {"type":"event", camera, rule, kind, ...}.
+type eventMessage struct {
+	Type string `json:"type"`
+	rules.Event
+}
+
+// acceptFeed upgrades a feed request. The guard has already authenticated it (?token=) and checked its
+// Origin against http.allowOrigins, so the library's own same-origin check is not repeated here.
+func acceptFeed(w http.ResponseWriter, r *http.Request) (*websocket.Conn, context.Context, bool) {
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return nil, nil, false // Accept wrote the HTTP error (426 for a plain GET)
+	}
+	// Clients only listen; CloseRead answers pings and ends ctx when the client goes away.
+	return conn, conn.CloseRead(r.Context()), true
+}
+
+// feedWrite sends one JSON message; false when the subscriber is gone or too slow.
+func feedWrite(ctx context.Context, conn *websocket.Conn, v any) bool {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false
+	}
+	wctx, cancel := context.WithTimeout(ctx, feedWriteTimeout)
+	defer cancel()
+	return conn.Write(wctx, websocket.MessageText, b) == nil
+}
+
+// wsMeta serves GET /ws/meta?camera=: one JSON message per analysed frame of the camera (media.Meta:
+// {camera, rtp, pts, capturedAt, inferenceMs, objects}) and {"type":"event",...} for its rule events.
+func (g *Gateway) wsMeta(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("camera")
+	if id == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "camera query parameter required (/ws/meta?camera=ID)")
+		return
+	}
+	cam, ok := g.cameras.get(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, "unknown_camera", "no camera with id "+quote(id))
+		return
+	}
+	conn, ctx, ok := acceptFeed(w, r)
+	if !ok {
+		return
+	}
+	defer conn.CloseNow()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	if g.analytics != nil {
+		events := g.analytics.events.fan.NewReader(feedQueue)
+		go func() {
+			defer close(done)
+			defer events.Close()
+			for {
+				ev, err := events.Read(ctx)
+				if err != nil {
+					return
+				}
+				if ev.Camera == id && !feedWrite(ctx, conn, eventMessage{Type: "event", Event: ev}) {
+					cancel()
+					return
+				}
+			}
+		}()
+	} else {
+		close(done)
+	}
+	defer func() { <-done }()
+	metas := cam.meta.NewReader(feedQueue)
+	defer metas.Close()
+	for {
+		m, err := metas.Read(ctx)
+		if err != nil {
+			if ctx.Err() == nil { // the camera was deleted or the gateway is closing
+				_ = conn.Close(websocket.StatusGoingAway, "camera closed")
+			}
+			return
+		}
+		if !feedWrite(ctx, conn, m) {
+			return
+		}
+	}
+}
+
+// wsAlerts serves GET /ws/alerts?camera=&rule=&class=: every rule event that matches the filters (each
+// optional; class is a label such as person or a class number), as {"type":"event",...}.
+func (g *Gateway) wsAlerts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	camera, rule, class := q.Get("camera"), q.Get("rule"), q.Get("class")
+	if camera != "" {
+		if _, ok := g.cameras.get(camera); !ok {
+			writeError(w, http.StatusNotFound, "unknown_camera", "no camera with id "+quote(camera))
+			return
+		}
+	}
+	if g.analytics == nil {
+		writeError(w, http.StatusConflict, "analytics_off", "analytics is off (no analytics section): there are no events")
+		return
+	}
+	conn, ctx, ok := acceptFeed(w, r)
+	if !ok {
+		return
+	}
+	defer conn.CloseNow()
+	events := g.analytics.events.fan.NewReader(feedQueue)
+	defer events.Close()
+	for {
+		ev, err := events.Read(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				_ = conn.Close(websocket.StatusGoingAway, "server closing")
+			}
+			return
+		}
+		if !eventMatches(ev, camera, rule, class) {
+			continue
+		}
+		if !feedWrite(ctx, conn, eventMessage{Type: "event", Event: ev}) {
+			return
+		}
+	}
+}
+
+func eventMatches(ev rules.Event, camera, rule, class string) bool {
+	if (camera != "" && ev.Camera != camera) || (rule != "" && ev.Rule != rule) {
+		return false
+	}
+	return class == "" || class == ev.Label || class == strconv.Itoa(ev.Class)
+}
