@@ -295,3 +295,74 @@ return p.pc.getStats().then((r) => {
 		return c.Viewers == 1
 	})
 }
+
+// switchScript resolves once camera arguments[0]'s player has renegotiated (a new RTCPeerConnection
+// after the click) as variant arguments[1] and decoded a frame on it, else null.
+const switchScript = `
+const [id, variant] = arguments;
+const p = window.sightline && window.sightline.players.get(id);
+if (!p || !p.pc || p.pc === window.__switchedFrom || p.variant !== variant) return null;
+return p.pc.getStats().then((report) => {
+  let frames = 0;
+  report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0; });
+  const tile = document.querySelector('[data-camera="' + id + '"]');
+  return frames > 0 && p.video.videoWidth > 0 ? {frames, variant: tile.dataset.variant,
+    pressed: tile.querySelector('.variant').getAttribute('aria-pressed'), width: p.video.videoWidth} : null;
+});`
+
+// The tile's raw/annotated switch renegotiates WHEP to /whep/{id}/annotated and back without reloading
+// the page: each time a new PeerConnection decodes frames of the other variant.
+func TestBrowserSwitchesToAnnotated(t *testing.T) {
+	checkGoroutines(t)
+	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	_, base := startGateway(t, fmt.Sprintf(`
+http: {listen: 127.0.0.1:0}
+auth: {enabled: false}
+webrtc: {udpPort: 0, loopbackOnly: true}
+analytics: {fps: 5, model: /nonexistent/model.onnx}
+cameras:
+  - id: street
+    url: file://%s
+    annotatedWarm: true
+    rules:
+      - {id: walkway, type: zone, polygon: [[0.1,0.5],[0.9,0.5],[0.9,1],[0.1,1]]}
+`, asset))
+	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
+	if err := b.Navigate(base + "/"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	expectPlaying(t, b, "street", 1280, 720)
+	if _, err := b.Exec(`window.__loaded = true;`); err != nil {
+		b.Fatalf("%v", err)
+	}
+	for _, variant := range []string{"annotated", "raw"} {
+		if _, err := b.Exec(`const p = window.sightline.players.get('street'); window.__switchedFrom = p.pc;
+document.querySelector('[data-camera="street"] .variant').click();`); err != nil {
+			b.Fatalf("%v", err)
+		}
+		clicked := time.Now()
+		raw, err := b.Poll(context.Background(), 15*time.Second, switchScript, "street", variant)
+		if err != nil {
+			diag, _ := b.Exec(diagScript, "street")
+			b.Fatalf("switch to %s never played: %v\npage: %s", variant, err, diag)
+		}
+		var got struct {
+			Frames  int    `json:"frames"`
+			Variant string `json:"variant"`
+			Pressed string `json:"pressed"`
+			Width   int    `json:"width"`
+		}
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Variant != variant || got.Pressed != fmt.Sprint(variant == "annotated") || got.Width != 1280 {
+			t.Fatalf("after switching to %s: %s", variant, raw)
+		}
+		t.Logf("switched to %s: first decoded frame within %s of the click", variant, time.Since(clicked).Round(10*time.Millisecond))
+	}
+	var loaded bool
+	if err := b.Eval(&loaded, `return window.__loaded === true;`); err != nil || !loaded {
+		b.Fatalf("the page reloaded while switching (%v)", err)
+	}
+	screenshot(t, b, "street-switch.png")
+}
