@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"sightline/analytics/rules"
+	"sightline/webrtc"
 )
 
 // feedQueue is how many messages may wait for a slow feed subscriber before the oldest are dropped
@@ -65,8 +67,39 @@ func (g *Gateway) wsMeta(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.CloseNow()
+	g.metaFeed(ctx, id, cam, func(b []byte) error {
+		wctx, cancel := context.WithTimeout(ctx, feedWriteTimeout)
+		defer cancel()
+		return conn.Write(wctx, websocket.MessageText, b)
+	})
+	if ctx.Err() == nil { // the camera was deleted or the gateway is closing
+		_ = conn.Close(websocket.StatusGoingAway, "camera closed")
+	}
+}
+
+// SubscribeMeta implements webrtc.MetaSubscriber: a WebRTC session's "meta" data channel carries the
+// same messages as /ws/meta.
+func (g *Gateway) SubscribeMeta(ctx context.Context, camera string, send func([]byte) error) {
+	if cam, ok := g.cameras.get(camera); ok {
+		g.metaFeed(ctx, camera, cam, send)
+	}
+}
+
+// metaFeed sends cam's Meta per analysed frame and its rule events ({"type":"event",...}) until ctx
+// ends, the camera goes away or send fails. Messages wait in drop-oldest queues, never in the pipeline.
+func (g *Gateway) metaFeed(ctx context.Context, id string, cam *camera, send func([]byte) error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var mu sync.Mutex // one send at a time
+	write := func(v any) bool {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return send(b) == nil
+	}
 	done := make(chan struct{})
 	if g.analytics != nil {
 		events := g.analytics.events.fan.NewReader(feedQueue)
@@ -78,7 +111,7 @@ func (g *Gateway) wsMeta(w http.ResponseWriter, r *http.Request) {
 				if err != nil {
 					return
 				}
-				if ev.Camera == id && !feedWrite(ctx, conn, eventMessage{Type: "event", Event: ev}) {
+				if ev.Camera == id && !write(eventMessage{Type: "event", Event: ev}) {
 					cancel()
 					return
 				}
@@ -88,17 +121,12 @@ func (g *Gateway) wsMeta(w http.ResponseWriter, r *http.Request) {
 		close(done)
 	}
 	defer func() { <-done }()
+	defer cancel()
 	metas := cam.meta.NewReader(feedQueue)
 	defer metas.Close()
 	for {
 		m, err := metas.Read(ctx)
-		if err != nil {
-			if ctx.Err() == nil { // the camera was deleted or the gateway is closing
-				_ = conn.Close(websocket.StatusGoingAway, "camera closed")
-			}
-			return
-		}
-		if !feedWrite(ctx, conn, m) {
+		if err != nil || !write(m) {
 			return
 		}
 	}
@@ -149,3 +177,6 @@ func eventMatches(ev rules.Event, camera, rule, class string) bool {
 	}
 	return class == "" || class == ev.Label || class == strconv.Itoa(ev.Class)
 }
+
+// The gateway feeds every WebRTC session's "meta" data channel.
+var _ webrtc.MetaSubscriber = (*Gateway)(nil)

@@ -31,8 +31,11 @@ type session struct {
 	cancelled bool         // guarded by Server.mu: CloseCamera ran during setup; never enter the map
 	state     atomic.Int32 // the PeerConnection's state (pwebrtc.PeerConnectionState), for Stats
 	closeOnce sync.Once
-	rtcpDone  chan struct{}
-	done      chan struct{}
+	// ctx ends when the session closes (the meta data channel's feed runs under it).
+	ctx      context.Context
+	cancel   context.CancelFunc
+	rtcpDone chan struct{}
+	done     chan struct{}
 }
 
 type sessionRequest struct {
@@ -72,9 +75,11 @@ func (s *Server) createSession(ctx context.Context, req sessionRequest) (*sessio
 		onClose:  req.onClose,
 		rtcpDone: make(chan struct{}), done: make(chan struct{}),
 	}
+	sess.ctx, sess.cancel = context.WithCancel(s.ctx)
 	sess.state.Store(int32(pwebrtc.PeerConnectionStateNew))
 	// From here on the session holds a slot of the caps; closeSession gives it back, whatever happens.
 	if e := s.reserve(sess); e != nil {
+		sess.cancel()
 		return nil, "", e
 	}
 	fail := func(e *apiError) (*session, string, error) {
@@ -119,6 +124,7 @@ func (s *Server) createSession(ctx context.Context, req sessionRequest) (*sessio
 		return fail(errf(http.StatusInternalServerError, "internal", "add track: %v", err))
 	}
 	go sess.readRTCP(sender) // ends when the PeerConnection closes
+	s.serveMeta(sess, pc)
 
 	pc.OnICEConnectionStateChange(func(st pwebrtc.ICEConnectionState) {
 		sess.log.Debug("ice connection state", "state", st.String())
@@ -248,6 +254,7 @@ func (s *Server) closeSession(sess *session, reason string) {
 		}
 		s.unreserveLocked(sess.camera)
 		s.mu.Unlock()
+		sess.cancel()
 		if sess.pc != nil {
 			if err := sess.pc.Close(); err != nil {
 				sess.log.Debug("close peer connection", "err", err)
