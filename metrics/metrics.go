@@ -51,8 +51,9 @@ type Registry struct {
 	rateLimited  *prometheus.CounterVec
 }
 
-// New builds a registry; cameras is called on every scrape and must be safe for concurrent use.
-func New(cameras func() []CameraSample) *Registry {
+// New builds a registry; cameras is called on every scrape and must be safe for concurrent use. extra
+// collectors (such as an *Analytics) are served too; nil ones are skipped.
+func New(cameras func() []CameraSample, extra ...prometheus.Collector) *Registry {
 	r := &Registry{
 		reg: prometheus.NewRegistry(),
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -75,6 +76,11 @@ func New(cameras func() []CameraSample) *Registry {
 		r.httpRequests, r.httpDuration, r.authFailures, r.rateLimited,
 		&cameraCollector{snapshot: cameras},
 	)
+	for _, c := range extra {
+		if c != nil {
+			r.reg.MustRegister(c)
+		}
+	}
 	return r
 }
 

@@ -55,3 +55,38 @@ func get(t *testing.T, r *Registry) string {
 	b, _ := io.ReadAll(rec.Body)
 	return string(b)
 }
+
+// Analytics series are served with New's extra collectors, by camera, and vanish with Forget.
+func TestAnalyticsSeries(t *testing.T) {
+	a := NewAnalytics()
+	r := New(func() []CameraSample { return nil }, a)
+	c := a.Camera("a")
+	c.ObserveStage(StageDecode, 2*time.Millisecond)
+	c.ObserveStage(StageInference, 30*time.Millisecond)
+	c.ObserveStage("custom", time.Second)
+	c.Analysed("person", "person", "car")
+	c.Analysed()
+	c.Event("walkway")
+	a.Camera("b").ObserveStage(StageTrack, time.Microsecond)
+	body := get(t, r)
+	for _, want := range []string{
+		`sightline_stage_seconds_bucket{camera="a",stage="decode",le="0.0025"} 1`,
+		`sightline_stage_seconds_bucket{camera="a",stage="decode",le="0.001"} 0`,
+		`sightline_stage_seconds_count{camera="a",stage="inference"} 1`,
+		`sightline_stage_seconds_count{camera="a",stage="custom"} 1`,
+		`sightline_stage_seconds_count{camera="a",stage="preprocess"} 0`,
+		`sightline_inference_total{camera="a"} 2`,
+		`sightline_detections_total{camera="a",class="person"} 2`,
+		`sightline_detections_total{camera="a",class="car"} 1`,
+		`sightline_events_total{camera="a",rule="walkway"} 1`,
+		`sightline_stage_seconds_count{camera="b",stage="track"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("missing %q", want)
+		}
+	}
+	a.Forget("a")
+	if body := get(t, r); strings.Contains(body, `camera="a"`) || !strings.Contains(body, `camera="b"`) {
+		t.Errorf("Forget(a) left:\n%s", body)
+	}
+}

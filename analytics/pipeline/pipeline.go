@@ -29,6 +29,15 @@ const (
 	DetectorONNX   = "onnx"
 )
 
+// Stage names passed to Config.Observe.
+const (
+	StageDecode     = "decode"     // one access unit through the decoder
+	StagePreprocess = "preprocess" // letterboxing a sampled frame into the detector's tensor
+	StageMotion     = "motion"     // the motion gate in front of the object detector
+	StageInference  = "inference"  // the detector: the model's run, or the motion detector without a pool
+	StageTrack      = "track"      // tracking and rule evaluation of an analysed frame
+)
+
 // DefaultReaderQueue is how many access units may wait between the stream and the decoder (about 2 s at
 // 25 fps); beyond it the reader drops to the next keyframe, as every media.Reader does.
 const DefaultReaderQueue = 50
@@ -60,6 +69,11 @@ type Config struct {
 	ReaderQueue int
 	// Logger gets the pipeline's logs; the caller sets the camera field. nil: slog.Default().
 	Logger *slog.Logger
+	// Observe, when set, gets each stage's duration (the Stage* names) for metrics; nil: nothing is
+	// timed. Analysed, when set, gets each analysed frame's detections (before tracking; it must not keep
+	// the slice). Both are called from the pipeline's and the pool's goroutines and must not block.
+	Observe  func(stage string, d time.Duration)
+	Analysed func(dets []analytics.Detection)
 }
 
 // Status is a snapshot of a camera's analytics.
@@ -284,7 +298,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		}
 		p.recv[p.recvN%len(p.recv)] = received{pts: au.PTS, at: au.Received}
 		p.recvN++
+		t0 := p.startTimer()
 		frames, err = dec.Decode(au, frames[:0])
+		p.observe(StageDecode, t0)
 		if err != nil {
 			p.mu.Lock()
 			p.st.Corrupt++
@@ -296,6 +312,21 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			f.Release()
 			frames[i] = nil
 		}
+	}
+}
+
+// startTimer returns now when stages are observed (zero otherwise: no clock read).
+func (p *Pipeline) startTimer() time.Time {
+	if p.cfg.Observe == nil {
+		return time.Time{}
+	}
+	return time.Now()
+}
+
+// observe reports the time since t0 (from startTimer) for stage.
+func (p *Pipeline) observe(stage string, t0 time.Time) {
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(stage, time.Since(t0))
 	}
 }
 
@@ -323,7 +354,13 @@ func (p *Pipeline) frame(f *codec.Frame) {
 	var moving []analytics.Detection
 	isMoving := true
 	if p.motion != nil {
+		t0 := p.startTimer()
 		dets, _, err := p.motion.Detect(f.Planes[0], f.Width, f.Height, f.Strides[0])
+		if p.cfg.Pool == nil {
+			p.observe(StageInference, t0)
+		} else {
+			p.observe(StageMotion, t0)
+		}
 		if err != nil {
 			p.setError(err)
 			return
@@ -349,7 +386,9 @@ func (p *Pipeline) frame(f *codec.Frame) {
 		return
 	}
 	buf := p.tensor()
+	t0 := p.startTimer()
 	place, err := p.lb.Apply(f, buf)
+	p.observe(StagePreprocess, t0)
 	if err != nil {
 		p.putTensor(buf)
 		p.setError(fmt.Errorf("letterbox: %w", err))
@@ -360,6 +399,9 @@ func (p *Pipeline) frame(f *codec.Frame) {
 		p.putTensor(buf)
 		switch {
 		case err == nil:
+			if p.cfg.Observe != nil {
+				p.cfg.Observe(StageInference, res.Inference)
+			}
 			p.finish(info, res.Detections, res.Inference)
 		case errors.Is(err, pool.ErrDropped), errors.Is(err, pool.ErrClosed):
 			// counted by the queue
@@ -396,16 +438,23 @@ func (p *Pipeline) putTensor(t []float32) {
 // finish tracks one analysed frame's detections, evaluates the rules and publishes Meta and Events.
 // Calls come in frame order (the pool runs one frame per camera at a time).
 func (p *Pipeline) finish(info frameInfo, dets []analytics.Detection, inference time.Duration) {
-	now := time.Now()
+	if p.cfg.Analysed != nil {
+		p.cfg.Analysed(dets)
+	}
+	t0 := p.startTimer()
 	p.mu.Lock()
 	tracks := p.tracker.Update(info.pts, dets)
 	events := p.rules.Update(info.pts, info.captured, tracks)
+	now := time.Now()
 	p.st.Analysed++
 	p.st.InferenceMs = float64(inference.Microseconds()) / 1000
 	p.st.LatencyMs = float64(now.Sub(info.arrived).Microseconds()) / 1000
 	p.st.Tracks = len(tracks)
 	p.events += uint64(len(events))
 	p.mu.Unlock()
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(StageTrack, now.Sub(t0))
+	}
 	p.meter.Add(0, now)
 
 	if p.cfg.Meta != nil {

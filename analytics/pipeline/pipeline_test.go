@@ -190,7 +190,8 @@ func TestMotionOnly(t *testing.T) {
 	src := media.NewStream("street/raw")
 	meta := media.NewFanout[*media.Meta]("street/meta")
 	_, drain := collect(meta)
-	p, err := New(Config{Camera: "street", Source: src, Meta: meta, ReaderQueue: 300})
+	var obs stages
+	p, err := New(Config{Camera: "street", Source: src, Meta: meta, ReaderQueue: 300, Observe: obs.observe, Analysed: obs.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,6 +201,13 @@ func TestMotionOnly(t *testing.T) {
 	if st.Detector != DetectorMotion || st.Decoder == "" || st.Decoded != 250 || st.Sampled != 50 || st.Analysed != 50 || len(metas) != 50 {
 		t.Fatalf("status %+v, %d metas", st, len(metas))
 	}
+	// Without a pool the motion detector is the inference stage; nothing is letterboxed.
+	obs.mu.Lock()
+	if obs.n[StageDecode] != 250 || obs.n[StageInference] != 50 || obs.n[StageTrack] != 50 || obs.n[StagePreprocess] != 0 ||
+		obs.n[StageMotion] != 0 || obs.analysed != 50 {
+		t.Errorf("observed %v, %d analysed", obs.n, obs.analysed)
+	}
+	obs.mu.Unlock()
 	objs := 0
 	for i, m := range metas {
 		if m.Camera != "street" || m.PTS != time.Duration(i)*200*time.Millisecond || m.RTPTime != uint32(i*18000) || m.CapturedAt.IsZero() {
@@ -304,6 +312,34 @@ type recorder struct {
 
 func (r *recorder) add(e rules.Event) { r.mu.Lock(); r.evs = append(r.evs, e); r.mu.Unlock() }
 
+// stages counts Observe and Analysed calls.
+type stages struct {
+	mu       sync.Mutex
+	n        map[string]int
+	negative int
+	analysed int
+	dets     int
+}
+
+func (s *stages) observe(stage string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		s.n = map[string]int{}
+	}
+	s.n[stage]++
+	if d < 0 {
+		s.negative++
+	}
+}
+
+func (s *stages) add(dets []analytics.Detection) {
+	s.mu.Lock()
+	s.analysed++
+	s.dets += len(dets)
+	s.mu.Unlock()
+}
+
 // The street clip through decoder → sampler → YOLOX-Nano on ONNX Runtime → tracker → rules.
 func TestStreetClipTracksAndRules(t *testing.T) {
 	aus := readClip(t, "camera/cam_street_1280x720_25fps.h264")
@@ -321,8 +357,9 @@ func TestStreetClipTracksAndRules(t *testing.T) {
 	meta := media.NewFanout[*media.Meta]("street/meta")
 	_, drain := collect(meta)
 	var rec recorder
+	var obs stages
 	p, err := New(Config{Camera: "street", Source: src, Meta: meta, Events: rec.add, Pool: pl, ReaderQueue: 300,
-		Sampler: sampler.Config{FPS: 5}, Rules: streetRules})
+		Sampler: sampler.Config{FPS: 5}, Rules: streetRules, Observe: obs.observe, Analysed: obs.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,6 +369,14 @@ func TestStreetClipTracksAndRules(t *testing.T) {
 	if st.Detector != DetectorONNX || st.Sampled != 50 || st.Analysed != 50 || st.Dropped != 0 || len(metas) != 50 {
 		t.Fatalf("status %+v, %d metas", st, len(metas))
 	}
+	// Every access unit is timed through the decoder; every analysed frame through the others.
+	obs.mu.Lock()
+	if obs.n[StageDecode] != len(aus) || obs.n[StagePreprocess] != 50 || obs.n[StageInference] != 50 ||
+		obs.n[StageTrack] != 50 || obs.n[StageMotion] != 0 || obs.negative != 0 || obs.analysed != 50 || obs.dets == 0 {
+		t.Errorf("observed %v (negative %d), %d analysed with %d detections; %d access units", obs.n, obs.negative,
+			obs.analysed, obs.dets, len(aus))
+	}
+	obs.mu.Unlock()
 	// Person tracks: their lifetimes and trajectories (bottom centre).
 	type life struct {
 		first, last, n int
