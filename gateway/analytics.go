@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sightline/analytics"
 	"sightline/analytics/onnx"
 	"sightline/analytics/pipeline"
@@ -20,6 +22,7 @@ import (
 	"sightline/analytics/sampler"
 	"sightline/codec"
 	"sightline/media"
+	"sightline/metrics"
 )
 
 // AnalyticsConfig configures live analytics. Without the section analytics is off; with it every
@@ -168,6 +171,7 @@ type analyticsRuntime struct {
 	dets     []analytics.Detector
 	pool     *pool.Pool
 	events   *eventLog
+	metrics  *metrics.Analytics // stage durations, detections and events per camera
 }
 
 // newAnalytics loads the model (or settles for motion detection); nil when analytics is off.
@@ -180,7 +184,8 @@ func newAnalytics(cfg *Config, log *slog.Logger) (*analyticsRuntime, error) {
 	if keep == 0 {
 		keep = defaultKeepEvents
 	}
-	rt := &analyticsRuntime{cfg: cfg, log: log, detector: pipeline.DetectorMotion, events: newEventLog(keep)}
+	rt := &analyticsRuntime{cfg: cfg, log: log, detector: pipeline.DetectorMotion, events: newEventLog(keep),
+		metrics: metrics.NewAnalytics()}
 	workers := max(a.Workers, 1)
 	for i := 0; i < workers; i++ {
 		d, err := onnx.New(onnx.Config{
@@ -211,6 +216,14 @@ func newAnalytics(cfg *Config, log *slog.Logger) (*analyticsRuntime, error) {
 	return rt, nil
 }
 
+// collector is what /metrics serves of analytics; nil when analytics is off.
+func (rt *analyticsRuntime) collector() prometheus.Collector {
+	if rt == nil {
+		return nil
+	}
+	return rt.metrics
+}
+
 func (rt *analyticsRuntime) closeDetectors() {
 	for _, d := range rt.dets {
 		d.Close()
@@ -231,8 +244,24 @@ func (rt *analyticsRuntime) close() {
 // newPipeline builds one camera's pipeline.
 func (rt *analyticsRuntime) newPipeline(cc CameraConfig, raw *media.Stream, meta *media.Fanout[*media.Meta]) (*pipeline.Pipeline, error) {
 	a := rt.cfg.Analytics
+	m := rt.metrics.Camera(cc.ID)
 	return pipeline.New(pipeline.Config{
-		Camera: cc.ID, Source: raw, Meta: meta, Events: rt.events.add, Pool: rt.pool,
+		Camera: cc.ID, Source: raw, Meta: meta, Pool: rt.pool,
+		Events: func(e rules.Event) {
+			m.Event(e.Rule)
+			rt.events.add(e)
+		},
+		Observe: m.ObserveStage,
+		Analysed: func(dets []analytics.Detection) {
+			m.Analysed()
+			for _, d := range dets {
+				if d.Label != "" {
+					m.Detection(d.Label)
+				} else {
+					m.Detection(strconv.Itoa(d.Class))
+				}
+			}
+		},
 		Sampler: sampler.Config{FPS: a.FPS, MotionGate: a.MotionGate, ForceEvery: time.Duration(a.ForceEvery), KeyframesOnly: a.KeyframesOnly},
 		Accel:   codec.Accel(a.Decoder), Rules: cc.Rules, Logger: rt.log.With("camera", cc.ID),
 	})

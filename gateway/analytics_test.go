@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"sightline/analytics/rules"
 	"sightline/internal/testenv"
 )
@@ -142,5 +144,82 @@ cameras:
 	}
 	if code := getJSON(t, "http://"+g.HTTPAddr()+"/api/v1/events?limit=0", &map[string]any{}); code != 400 {
 		t.Fatalf("limit=0: %d", code)
+	}
+}
+
+// histCount returns the sample count of histogram name's series whose labels include want.
+func histCount(fams map[string]*dto.MetricFamily, name string, want map[string]string) (uint64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for k, v := range want {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == k && l.GetValue() == v)
+			}
+			if !found {
+				continue next
+			}
+		}
+		if m.Histogram != nil {
+			return m.Histogram.GetSampleCount(), true
+		}
+	}
+	return 0, false
+}
+
+// With the model, /metrics (parsed with the Prometheus text parser) times every analytics stage of the
+// camera and counts its analysed frames, detections by class and rule events; decode and inference
+// counts keep rising while the camera plays.
+func TestAnalyticsMetrics(t *testing.T) {
+	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	model := testenv.Asset(t, "models/yolox_nano.onnx")
+	lib := testenv.ONNXLibrary(t)
+	g, _ := startGateway(t, fmt.Sprintf(`analytics: {fps: 5, model: '%s', onnxLibrary: '%s'}
+cameras:
+  - id: street
+    url: 'file://%s'
+    rules:
+      - {id: walkway, type: zone, polygon: [[0.1,0.5],[0.9,0.5],[0.9,1],[0.1,1]], classes: [person]}
+`, model, lib, clip))
+	stage := func(s string) map[string]string { return map[string]string{"camera": "street", "stage": s} }
+	cam := map[string]string{"camera": "street"}
+	waitFor(t, 30*time.Second, "a walkway event counted", func() bool {
+		v, _ := value(scrape(t, g, ""), "sightline_events_total", map[string]string{"camera": "street", "rule": "walkway"})
+		return v > 0
+	})
+	first := scrape(t, g, "")
+	for _, s := range []string{"decode", "preprocess", "inference", "track"} {
+		if n, ok := histCount(first, "sightline_stage_seconds", stage(s)); !ok || n == 0 {
+			t.Errorf("stage %s: count %d (present %v)", s, n, ok)
+		}
+	}
+	if v, _ := value(first, "sightline_inference_total", cam); v == 0 {
+		t.Error("sightline_inference_total is 0")
+	}
+	if v, _ := value(first, "sightline_detections_total", map[string]string{"camera": "street", "class": "person"}); v == 0 {
+		t.Error("no person detections counted")
+	}
+	var second map[string]*dto.MetricFamily
+	waitFor(t, 10*time.Second, "decode and inference counts rising", func() bool {
+		second = scrape(t, g, "")
+		for _, s := range []string{"decode", "inference"} {
+			a, _ := histCount(first, "sightline_stage_seconds", stage(s))
+			if b, _ := histCount(second, "sightline_stage_seconds", stage(s)); b <= a {
+				return false
+			}
+		}
+		a, _ := value(first, "sightline_inference_total", cam)
+		b, _ := value(second, "sightline_inference_total", cam)
+		return b > a
+	})
+	// Every analysed frame went through inference and tracking once.
+	inf, _ := histCount(second, "sightline_stage_seconds", stage("inference"))
+	trk, _ := histCount(second, "sightline_stage_seconds", stage("track"))
+	if n, _ := value(second, "sightline_inference_total", cam); inf == 0 || trk > inf || uint64(n) > inf {
+		t.Errorf("inference %d, track %d, analysed %v", inf, trk, n)
 	}
 }

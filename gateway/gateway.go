@@ -99,7 +99,7 @@ func New(cfg *Config, log *slog.Logger) (_ *Gateway, err error) {
 		log.Info("runtime camera changes loaded", "state_file", g.statePath, "changed", len(st.Cameras),
 			"deleted", len(st.Deleted), "stopped", len(st.Stopped))
 	}
-	g.metrics = metrics.New(g.metricSamples)
+	g.metrics = metrics.New(g.metricSamples, g.analytics.collector())
 	g.limits = newLimiters(cfg.Limits)
 	rtc, err := webrtc.NewServer(webrtc.Config{
 		UDPPort:         cfg.WebRTC.UDPPort,

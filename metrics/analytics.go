@@ -98,13 +98,11 @@ func (c *CameraAnalytics) ObserveStage(stage string, d time.Duration) {
 	o.Observe(d.Seconds())
 }
 
-// Analysed counts one analysed frame and its detections' class labels.
-func (c *CameraAnalytics) Analysed(classes ...string) {
-	c.inference.Inc()
-	for _, cl := range classes {
-		c.a.detections.WithLabelValues(c.id, cl).Inc()
-	}
-}
+// Analysed counts one frame the detector analysed.
+func (c *CameraAnalytics) Analysed() { c.inference.Inc() }
+
+// Detection counts one detection of class (the detector's label).
+func (c *CameraAnalytics) Detection(class string) { c.a.detections.WithLabelValues(c.id, class).Inc() }
 
 // Event counts one rule event.
 func (c *CameraAnalytics) Event(rule string) { c.a.events.WithLabelValues(c.id, rule).Inc() }

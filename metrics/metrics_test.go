@@ -64,8 +64,11 @@ func TestAnalyticsSeries(t *testing.T) {
 	c.ObserveStage(StageDecode, 2*time.Millisecond)
 	c.ObserveStage(StageInference, 30*time.Millisecond)
 	c.ObserveStage("custom", time.Second)
-	c.Analysed("person", "person", "car")
 	c.Analysed()
+	c.Analysed()
+	for _, class := range []string{"person", "person", "car"} {
+		c.Detection(class)
+	}
 	c.Event("walkway")
 	a.Camera("b").ObserveStage(StageTrack, time.Microsecond)
 	body := get(t, r)
