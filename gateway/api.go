@@ -217,6 +217,9 @@ func (g *Gateway) deleteCamera(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.rtc.CloseCamera(id) // its viewers end now, not when they notice the stream went quiet
+	if g.analytics != nil {
+		g.analytics.metrics.Forget(id) // its stage histograms and counters leave /metrics with it
+	}
 	g.log.Info("camera deleted", "camera", id)
 	w.WriteHeader(http.StatusNoContent)
 }
