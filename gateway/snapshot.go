@@ -22,6 +22,9 @@ import (
 const (
 	// frameWait bounds how long frame.jpg waits for the camera's next keyframe.
 	frameWait = 2 * time.Second
+	// annotatedFrameWait bounds the wait on the annotated stream, which first starts its annotator
+	// (decoder and encoder) and waits for a raw keyframe before it encodes the forced IDR.
+	annotatedFrameWait = 5 * time.Second
 	// maxSnapshotWidth bounds ?width= of frame.jpg.
 	maxSnapshotWidth = 7680
 )
@@ -154,9 +157,11 @@ func (g *Gateway) cameraInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, in)
 }
 
-// frameJPEG answers GET /api/v1/cameras/{id}/frame.jpg?width=: it decodes the camera's next keyframe
-// (a new stream reader starts at one) with a short-lived software decoder, optionally scales it to width
-// (keeping the aspect ratio) and sends it as a JPEG.
+// frameJPEG answers GET /api/v1/cameras/{id}/frame.jpg?width=&annotated=: it decodes the next keyframe of
+// the camera's raw stream (or, with annotated=1 or variant=annotated, of its annotated stream: joining
+// it starts the annotator, which forces an IDR at once) with a short-lived software decoder, optionally
+// scales it to width (keeping the aspect ratio) and sends it as a JPEG. While there is no frame to give
+// (camera stopped, disabled, not streaming, nothing within the wait) it answers 404 no_frame.
 func (g *Gateway) frameJPEG(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	c, ok := g.cameras.get(id)
@@ -164,8 +169,9 @@ func (g *Gateway) frameJPEG(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown_camera", "no camera with id "+quote(id))
 		return
 	}
+	q := r.URL.Query()
 	width := 0
-	if s := r.URL.Query().Get("width"); s != "" {
+	if s := q.Get("width"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 2 || n > maxSnapshotWidth {
 			writeError(w, http.StatusBadRequest, "bad_width",
@@ -174,25 +180,35 @@ func (g *Gateway) frameJPEG(w http.ResponseWriter, r *http.Request) {
 		}
 		width = n
 	}
-	if _, _, st := g.cameras.snapshot(c); st.State == media.StateDisabled || st.State == media.StateStopped {
-		writeError(w, http.StatusServiceUnavailable, "no_frame", "camera "+quote(id)+" is "+string(st.State))
+	annotated, err := snapshotVariant(q.Get("annotated"), q.Get("variant"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad_variant", err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), frameWait)
+	if _, _, st := g.cameras.snapshot(c); st.State == media.StateDisabled || st.State == media.StateStopped {
+		writeError(w, http.StatusNotFound, "no_frame", "no frame yet: camera "+quote(id)+" is "+string(st.State))
+		return
+	}
+	stream, wait, what := c.raw, frameWait, "frame"
+	if annotated {
+		stream, wait, what = g.cameras.annotated(c), annotatedFrameWait, "annotated frame"
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	f, err := grabFrame(ctx, c.raw)
+	f, err := grabFrame(ctx, stream)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			_, _, st := g.cameras.snapshot(c)
-			writeError(w, http.StatusServiceUnavailable, "no_frame",
-				fmt.Sprintf("no frame from camera %s within %s (state: %s)", quote(id), frameWait, st.State))
-			return
-		}
 		if r.Context().Err() != nil {
 			return // the client went away
 		}
-		g.log.Warn("snapshot", "camera", id, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "no_frame", "camera "+quote(id)+": "+err.Error())
+		_, _, st := g.cameras.snapshot(c)
+		if errors.Is(err, context.DeadlineExceeded) {
+			writeError(w, http.StatusNotFound, "no_frame",
+				fmt.Sprintf("no %s from camera %s within %s (state: %s)", what, quote(id), wait, st.State))
+			return
+		}
+		g.log.Warn("snapshot", "camera", id, "annotated", annotated, "err", err)
+		writeError(w, http.StatusNotFound, "no_frame",
+			fmt.Sprintf("no %s from camera %s (state: %s): %v", what, quote(id), st.State, err))
 		return
 	}
 	defer f.Release()
@@ -222,6 +238,31 @@ func (g *Gateway) frameJPEG(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// snapshotVariant reads frame.jpg's choice of stream: annotated=1|true|0|false or variant=raw|annotated
+// (both may be given when they agree). It reports whether the annotated stream is wanted.
+func snapshotVariant(annotated, variant string) (bool, error) {
+	a, v := false, false
+	switch annotated {
+	case "":
+	case "1", "true":
+		a = true
+	case "0", "false":
+	default:
+		return false, fmt.Errorf("annotated must be 1, true, 0 or false, got %s", quote(annotated))
+	}
+	switch variant {
+	case "", "raw":
+	case "annotated":
+		v = true
+	default:
+		return false, fmt.Errorf("variant must be raw or annotated, got %s", quote(variant))
+	}
+	if annotated != "" && variant != "" && a != v {
+		return false, fmt.Errorf("annotated=%s and variant=%s disagree", annotated, variant)
+	}
+	return a || v, nil
 }
 
 // grabFrame decodes the stream's next keyframe into a picture the caller releases.

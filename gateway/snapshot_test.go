@@ -7,6 +7,7 @@ import (
 	"image/jpeg"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,8 +63,9 @@ func TestHWAccelCap(t *testing.T) {
 }
 
 // A file camera: info from its SPS, and frame.jpg decodes to a JPEG of the stream's size or of ?width=
-// with the aspect ratio kept. Unknown cameras are 404, bad widths 400, a camera that never sent a
-// picture 503.
+// with the aspect ratio kept, from the raw or (annotated=1, variant=annotated) the annotated stream.
+// Unknown cameras are 404 unknown_camera, bad widths and variants 400, a camera that never sent a
+// picture 404 no_frame naming its state.
 func TestCameraInfoAndFrame(t *testing.T) {
 	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
 	g, _ := startGateway(t, fmt.Sprintf("cameras:\n  - {id: street, url: 'file://%s'}\n  - {id: dead, url: 'rtsp://127.0.0.1:1/x'}\n", clip))
@@ -74,8 +76,10 @@ func TestCameraInfoAndFrame(t *testing.T) {
 	if code := getJSON(t, base+"dead/info", &e); code != 503 || e.Code != "no_stream_yet" || e.Error == "" {
 		t.Fatalf("info without SPS: %d %+v", code, e)
 	}
-	if code := getJSON(t, base+"dead/frame.jpg", &e); code != 503 || e.Code != "no_frame" {
-		t.Fatalf("frame without stream: %d %+v", code, e)
+	for _, q := range []string{"", "?annotated=1"} {
+		if code := getJSON(t, base+"dead/frame.jpg"+q, &e); code != 404 || e.Code != "no_frame" || !strings.Contains(e.Error, "state: ") {
+			t.Fatalf("frame%s without stream: %d %+v", q, code, e)
+		}
 	}
 	for _, p := range []string{"nope/info", "nope/frame.jpg"} {
 		if code := getJSON(t, base+p, &e); code != 404 || e.Code != "unknown_camera" {
@@ -85,6 +89,12 @@ func TestCameraInfoAndFrame(t *testing.T) {
 	for _, w := range []string{"abc", "0", "1", "-320", "100000", "3.5", "1e3"} {
 		if code := getJSON(t, base+"street/frame.jpg?width="+w, &e); code != 400 || e.Code != "bad_width" {
 			t.Fatalf("width=%s: %d %+v", w, code, e)
+		}
+	}
+
+	for _, q := range []string{"annotated=yes", "variant=boxes", "annotated=1&variant=raw", "annotated=0&variant=annotated"} {
+		if code := getJSON(t, base+"street/frame.jpg?"+q, &e); code != 400 || e.Code != "bad_variant" {
+			t.Fatalf("%s: %d %+v", q, code, e)
 		}
 	}
 
@@ -126,6 +136,29 @@ func TestCameraInfoAndFrame(t *testing.T) {
 	if n := cam.raw.Stats().Readers; n != readers {
 		t.Fatalf("stream readers: %d after the snapshots, %d before", n, readers)
 	}
+
+	// The annotated stream: its annotator starts for the snapshot and forces an IDR at once.
+	ann := g.cameras.annotated(cam)
+	for _, c := range []struct {
+		query         string
+		width, height int
+	}{{"?annotated=1", 1280, 720}, {"?variant=annotated&width=320", 320, 180}, {"?annotated=true&variant=annotated", 1280, 720}} {
+		code, ctype, body := httpGet(t, base+"street/frame.jpg"+c.query)
+		if code != 200 || ctype != "image/jpeg" {
+			t.Fatalf("frame.jpg%s: %d %s %.200s", c.query, code, ctype, body)
+		}
+		img, err := jpeg.Decode(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("frame.jpg%s: %v", c.query, err)
+		}
+		if b := img.Bounds(); b.Dx() != c.width || b.Dy() != c.height {
+			t.Fatalf("frame.jpg%s: %v, want %dx%d", c.query, b, c.width, c.height)
+		}
+	}
+	// Nobody watches the annotated stream afterwards: its annotator stops and leaves the raw stream.
+	waitFor(t, 10*time.Second, "annotator stopped", func() bool {
+		return ann.Stats().Readers == 0 && cam.raw.Stats().Readers == readers
+	})
 }
 
 func FuzzStreamInfo(f *testing.F) {
