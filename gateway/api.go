@@ -44,18 +44,9 @@ func (e *apiError) write(w http.ResponseWriter) {
 // field). Messages never echo credentials.
 func (g *Gateway) decodeCamera(w http.ResponseWriter, r *http.Request) (CameraConfig, *apiError) {
 	var c CameraConfig
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return c, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json", ""}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.Limits.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return c, &apiError{http.StatusRequestEntityTooLarge, "body_too_large",
-				fmt.Sprintf("request body exceeds %d bytes (limits.maxBodyBytes)", g.cfg.Limits.MaxBodyBytes), ""}
-		}
-		return c, &apiError{http.StatusBadRequest, "bad_request", "read request body: " + err.Error(), ""}
+	body, e := g.readJSONBody(w, r)
+	if e != nil {
+		return c, e
 	}
 	if e := decodeCameraJSON(body, &c); e != nil {
 		return c, e
@@ -63,11 +54,44 @@ func (g *Gateway) decodeCamera(w http.ResponseWriter, r *http.Request) (CameraCo
 	return c, nil
 }
 
+// decodeJSONBody reads a JSON body into v as decodeCamera does; known lists v's fields for the
+// unknown-field message.
+func (g *Gateway) decodeJSONBody(w http.ResponseWriter, r *http.Request, v any, known string) *apiError {
+	body, e := g.readJSONBody(w, r)
+	if e != nil {
+		return e
+	}
+	return decodeStrictJSON(body, v, known)
+}
+
+// readJSONBody checks the Content-Type (415) and reads at most limits.maxBodyBytes (413).
+func (g *Gateway) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json", ""}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.Limits.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &apiError{http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("request body exceeds %d bytes (limits.maxBodyBytes)", g.cfg.Limits.MaxBodyBytes), ""}
+		}
+		return nil, &apiError{http.StatusBadRequest, "bad_request", "read request body: " + err.Error(), ""}
+	}
+	return body, nil
+}
+
 // decodeCameraJSON parses a camera body strictly: one object, no unknown fields.
 func decodeCameraJSON(body []byte, c *CameraConfig) *apiError {
+	return decodeStrictJSON(body, c, "id, url, transport, enabled, username, password, readTimeout, tlsInsecure, rules")
+}
+
+// decodeStrictJSON parses one JSON object into v with no unknown fields (known names v's fields).
+func decodeStrictJSON(body []byte, v any, known string) *apiError {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil {
+	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
@@ -77,8 +101,7 @@ func decodeCameraJSON(body []byte, c *CameraConfig) *apiError {
 			return &apiError{http.StatusBadRequest, "bad_json", "request body is not a JSON object", ""}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-			return &apiError{http.StatusBadRequest, "bad_json", "unknown field " + quote(f) +
-				" (known: id, url, transport, enabled, username, password, readTimeout, tlsInsecure, rules)", f}
+			return &apiError{http.StatusBadRequest, "bad_json", "unknown field " + quote(f) + " (known: " + known + ")", f}
 		default:
 			// Errors from Duration.UnmarshalJSON and the like: the value was readable but wrong.
 			return &apiError{http.StatusUnprocessableEntity, "invalid_value", err.Error(), ""}

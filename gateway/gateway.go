@@ -33,6 +33,8 @@ type Gateway struct {
 	auth     *auth.Authenticator // nil when auth is disabled
 	metrics  *metrics.Registry
 	limits   *limiters
+	// probeSlots bounds the POST /api/v1/probe requests running at once.
+	probeSlots chan struct{}
 
 	statePath string
 	stateMu   sync.Mutex // serializes API changes: state file and registry move together
@@ -101,6 +103,7 @@ func New(cfg *Config, log *slog.Logger) (_ *Gateway, err error) {
 	}
 	g.metrics = metrics.New(g.metricSamples, g.analytics.collector())
 	g.limits = newLimiters(cfg.Limits)
+	g.probeSlots = make(chan struct{}, maxProbes)
 	rtc, err := webrtc.NewServer(webrtc.Config{
 		UDPPort:         cfg.WebRTC.UDPPort,
 		LoopbackOnly:    cfg.WebRTC.LoopbackOnly,

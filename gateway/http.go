@@ -54,6 +54,7 @@ func (g *Gateway) routeTable() []route {
 		{"GET /api/v1/cameras/{id}/info", viewer, g.cameraInfo},
 		{"GET /api/v1/cameras/{id}/frame.jpg", viewer, g.frameJPEG},
 		{"GET /api/v1/hw-accel-cap", viewer, g.hwAccelCap},
+		{"POST /api/v1/probe", operator, g.probe},
 		{"GET /api/v1/events", viewer, g.listEvents},
 		{"GET /ws/meta", wsFeed, g.wsMeta},
 		{"GET /ws/alerts", wsFeed, g.wsAlerts},

@@ -106,6 +106,7 @@ var probes = map[string]probe{
 	"GET /api/v1/cameras/{id}/info":        {"GET", "/api/v1/cameras/nope/info", "", ""},
 	"GET /api/v1/cameras/{id}/frame.jpg":   {"GET", "/api/v1/cameras/nope/frame.jpg", "", ""},
 	"GET /api/v1/hw-accel-cap":             {"GET", "/api/v1/hw-accel-cap", "", ""},
+	"POST /api/v1/probe":                   {"POST", "/api/v1/probe", "application/json", `{"url":"http://127.0.0.1/x"}`},
 	"/api/":                                {"GET", "/api/v1/nothing", "", ""},
 	"POST /whep/{camera}":                  {"POST", "/whep/cam", "application/sdp", "v=0\r\n"},
 	"POST /whep/{camera}/annotated":        {"POST", "/whep/cam/annotated", "application/sdp", "v=0\r\n"},
