@@ -14,6 +14,7 @@ import (
 	"sightline/media"
 	"sightline/rtsp"
 	"sightline/web"
+	"sightline/webrtc"
 )
 
 // route is one entry of the HTTP surface: its mux pattern, what it needs, and its handler (nil for the
@@ -112,42 +113,66 @@ func (g *Gateway) whoami(w http.ResponseWriter, r *http.Request) {
 
 // cameraView is a camera as the API returns it: credentials are never included.
 type cameraView struct {
-	ID          string             `json:"id"`
-	URL         string             `json:"url"`
-	Transport   string             `json:"transport"`
-	Enabled     bool               `json:"enabled"`
-	Stopped     bool               `json:"stopped"`
-	ReadTimeout Duration           `json:"readTimeout"`
-	TLSInsecure bool               `json:"tlsInsecure,omitempty"`
-	Viewers     int                `json:"viewers"`
-	Status      media.SourceStatus `json:"status"`
-	Rules       []rules.Config     `json:"rules,omitempty"`
+	ID          string   `json:"id"`
+	URL         string   `json:"url"`
+	Transport   string   `json:"transport"`
+	Enabled     bool     `json:"enabled"`
+	Stopped     bool     `json:"stopped"`
+	ReadTimeout Duration `json:"readTimeout"`
+	TLSInsecure bool     `json:"tlsInsecure,omitempty"`
+	// Viewers counts the camera's WebRTC sessions (all variants); ViewersRaw and ViewersAnnotated split
+	// them by track.
+	Viewers          int                `json:"viewers"`
+	ViewersRaw       int                `json:"viewersRaw"`
+	ViewersAnnotated int                `json:"viewersAnnotated"`
+	Status           media.SourceStatus `json:"status"`
+	Rules            []rules.Config     `json:"rules,omitempty"`
 	// Analytics is the camera's analytics status (absent when analytics is off or the camera disabled).
 	Analytics *pipeline.Status `json:"analytics,omitempty"`
 }
 
-func (g *Gateway) view(c *camera) cameraView {
+// viewerCounts returns the WebRTC sessions per camera and variant.
+func (g *Gateway) viewerCounts() map[string]map[string]int {
+	out := map[string]map[string]int{}
+	for _, s := range g.rtc.Stats() {
+		if n := s.Sessions.Total(); n > 0 {
+			if out[s.Camera] == nil {
+				out[s.Camera] = map[string]int{}
+			}
+			out[s.Camera][s.Variant] += n
+		}
+	}
+	return out
+}
+
+func (g *Gateway) view(c *camera) cameraView { return g.viewWith(c, g.viewerCounts()) }
+
+// viewWith builds c's view with per-variant viewer counts from viewerCounts.
+func (g *Gateway) viewWith(c *camera, viewers map[string]map[string]int) cameraView {
 	cfg, stopped, st := g.cameras.snapshot(c)
 	return cameraView{
-		ID:          cfg.ID,
-		URL:         rtsp.Redact(cfg.URL),
-		Transport:   cfg.Transport,
-		Enabled:     cfg.IsEnabled(),
-		Stopped:     stopped,
-		ReadTimeout: cfg.ReadTimeout,
-		TLSInsecure: cfg.TLSInsecure,
-		Viewers:     g.rtc.Viewers(cfg.ID),
-		Status:      st,
-		Rules:       cfg.Rules,
-		Analytics:   g.cameras.analyticsStatus(c),
+		ID:               cfg.ID,
+		URL:              rtsp.Redact(cfg.URL),
+		Transport:        cfg.Transport,
+		Enabled:          cfg.IsEnabled(),
+		Stopped:          stopped,
+		ReadTimeout:      cfg.ReadTimeout,
+		TLSInsecure:      cfg.TLSInsecure,
+		Viewers:          g.rtc.Viewers(cfg.ID),
+		ViewersRaw:       viewers[cfg.ID][webrtc.VariantRaw],
+		ViewersAnnotated: viewers[cfg.ID][webrtc.VariantAnnotated],
+		Status:           st,
+		Rules:            cfg.Rules,
+		Analytics:        g.cameras.analyticsStatus(c),
 	}
 }
 
 func (g *Gateway) listCameras(w http.ResponseWriter, r *http.Request) {
 	cams := g.cameras.list()
 	out := make([]cameraView, 0, len(cams))
+	viewers := g.viewerCounts()
 	for _, c := range cams {
-		out = append(out, g.view(c))
+		out = append(out, g.viewWith(c, viewers))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"cameras": out})
 }
