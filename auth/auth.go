@@ -57,7 +57,7 @@ func ParseRole(s string) (Role, error) {
 
 // Errors Authenticate returns. Their text never contains the token.
 var (
-	ErrNoToken   = errors.New("no token (send Authorization: Bearer <token>, or ?token= on WebSockets)")
+	ErrNoToken   = errors.New("no token (send Authorization: Bearer <token>; on WebSockets ?token= or the subprotocol sightline.token.<token>)")
 	ErrBadToken  = errors.New("token not recognised")
 	ErrExpired   = errors.New("token expired")
 	ErrNotYet    = errors.New("token not valid yet")
@@ -185,6 +185,44 @@ func FromRequest(r *http.Request) (string, string) {
 		return tok, "query"
 	}
 	return "", ""
+}
+
+// WebSocket subprotocols that carry a token, for browsers (which cannot set headers on WebSockets) that
+// would rather not put it in the URL: the client offers "sightline.token.<token>", ideally together
+// with "sightline" so that the server can select that one and never echo the token back. The token
+// must then be made of characters a subprotocol may hold (RFC 7230 token characters: JWTs and
+// letters, digits, "-", "_", "." are fine); others must use ?token=.
+const (
+	Subprotocol            = "sightline"
+	TokenSubprotocolPrefix = "sightline.token."
+)
+
+// FromSubprotocol returns the token a WebSocket request offers as "sightline.token.<token>" in
+// Sec-WebSocket-Protocol (the first such), and the subprotocol the server must select in its upgrade
+// answer: "sightline" when the client offered it too, else the token subprotocol itself (a browser
+// fails a socket whose answer selects none of the offered subprotocols). Both are "" when no token
+// subprotocol is offered.
+func FromSubprotocol(r *http.Request) (token, selected string) {
+	var tokenProto string
+	offeredPlain := false
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			p = strings.TrimSpace(p)
+			switch {
+			case p == Subprotocol:
+				offeredPlain = true
+			case tokenProto == "" && len(p) > len(TokenSubprotocolPrefix) && strings.HasPrefix(p, TokenSubprotocolPrefix):
+				tokenProto = p
+			}
+		}
+	}
+	if tokenProto == "" {
+		return "", ""
+	}
+	if offeredPlain {
+		return tokenProto[len(TokenSubprotocolPrefix):], Subprotocol
+	}
+	return tokenProto[len(TokenSubprotocolPrefix):], tokenProto
 }
 
 // ParsePublicKeys reads every PUBLIC KEY (PKIX) and RSA PUBLIC KEY (PKCS #1) block, and the keys of

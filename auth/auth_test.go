@@ -190,3 +190,46 @@ func FuzzAuthenticate(f *testing.F) {
 		}
 	})
 }
+
+// The token subprotocol: found among other offered subprotocols, in one header or several; "sightline"
+// is selected when offered, else the token subprotocol itself; nothing without the prefix.
+func TestFromSubprotocol(t *testing.T) {
+	for _, c := range []struct {
+		headers        []string
+		token, selects string
+	}{
+		{nil, "", ""},
+		{[]string{"sightline"}, "", ""},
+		{[]string{"sightline.token."}, "", ""},
+		{[]string{"sightline, sightline.token.abc-123"}, "abc-123", "sightline"},
+		{[]string{"sightline.token.abc-123,sightline"}, "abc-123", "sightline"},
+		{[]string{"sightline.token.a.b.c"}, "a.b.c", "sightline.token.a.b.c"},
+		{[]string{"chat", "sightline.token.x1 , sightline.token.x2"}, "x1", "sightline.token.x1"},
+		{[]string{"bearer, abc-123"}, "", ""},
+	} {
+		r := httptest.NewRequest("GET", "/ws/signal", nil)
+		for _, h := range c.headers {
+			r.Header.Add("Sec-WebSocket-Protocol", h)
+		}
+		tok, sel := FromSubprotocol(r)
+		if tok != c.token || sel != c.selects {
+			t.Errorf("%q: token %q selects %q, want %q %q", c.headers, tok, sel, c.token, c.selects)
+		}
+	}
+}
+
+func FuzzFromSubprotocol(f *testing.F) {
+	f.Add("sightline, sightline.token.abc")
+	f.Add("sightline.token.")
+	f.Fuzz(func(t *testing.T, h string) {
+		r := httptest.NewRequest("GET", "/ws/signal", nil)
+		r.Header.Set("Sec-WebSocket-Protocol", h)
+		tok, sel := FromSubprotocol(r)
+		if (tok == "") != (sel == "") || (sel != "" && sel != Subprotocol && sel != TokenSubprotocolPrefix+tok) {
+			t.Fatalf("%q: token %q selects %q", h, tok, sel)
+		}
+		if tok != "" && !strings.Contains(h, TokenSubprotocolPrefix+tok) {
+			t.Fatalf("%q: token %q was not offered", h, tok)
+		}
+	})
+}

@@ -102,15 +102,20 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// statusRecorder remembers the status a handler wrote, for logs and metrics.
+// statusRecorder remembers the status a handler wrote, for logs and metrics. On a WebSocket upgrade
+// it also selects the subprotocol the guard chose (the handlers' websocket.Accept offers none).
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status      int
+	subprotocol string
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
+	}
+	if code == http.StatusSwitchingProtocols && s.subprotocol != "" {
+		s.Header().Set("Sec-WebSocket-Protocol", s.subprotocol)
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
@@ -127,7 +132,9 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // guard applies every route's policy before the mux runs it: rate limit, authentication and role,
 // WebSocket Origin, request deadlines; then logs and counts the request. The log line names the route
-// pattern and never the query string (which may carry ?token=).
+// pattern and never the query string (which may carry ?token=) nor Sec-WebSocket-Protocol (which may
+// carry sightline.token.<token>). WebSocket routes take the token from the Authorization header,
+// ?token=, or the subprotocol sightline.token.<token> (auth.FromSubprotocol), in that order.
 func (g *Gateway) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -137,6 +144,12 @@ func (g *Gateway) guard(next http.Handler) http.Handler {
 			pol = policy{role: auth.RoleAdmin} // fail closed on a route without a policy
 		}
 		rec := &statusRecorder{ResponseWriter: w}
+		var subTok string
+		if pol.ws {
+			// Selected whether or not auth is on: a browser fails a socket whose answer selects none of
+			// the subprotocols it offered.
+			subTok, rec.subprotocol = auth.FromSubprotocol(r)
+		}
 		defer func() {
 			status := rec.status
 			if status == 0 {
@@ -163,7 +176,10 @@ func (g *Gateway) guard(next http.Handler) http.Handler {
 			return
 		}
 		if pol.role > auth.RoleNone && g.auth != nil {
-			tok, _ := auth.FromRequest(r)
+			tok, src := auth.FromRequest(r)
+			if src == "" && pol.ws {
+				tok = subTok
+			}
 			role, err := g.auth.Authenticate(tok)
 			if err != nil {
 				g.metrics.AuthFailure("unauthorized")

@@ -52,8 +52,11 @@ func signJWT(t *testing.T, role string, exp time.Time, secret string) string {
 type credential struct {
 	name  string
 	token string
-	query bool      // send as ?token= instead of the header
-	role  auth.Role // RoleNone: must be refused with 401
+	query bool // send as ?token= instead of the header
+	// subprotocol sends it as the WebSocket subprotocol sightline.token.<token> instead of the header
+	// (honoured on WebSocket routes only: elsewhere it counts as no token).
+	subprotocol bool
+	role        auth.Role // RoleNone: must be refused with 401
 }
 
 func credentials(t *testing.T) []credential {
@@ -72,6 +75,10 @@ func credentials(t *testing.T) []credential {
 		{name: "admin query", token: tokAdmin, query: true, role: auth.RoleAdmin},
 		{name: "jwt viewer", token: signJWT(t, "viewer", hour, jwtSecret), role: auth.RoleViewer},
 		{name: "jwt admin", token: signJWT(t, "admin", hour, jwtSecret), role: auth.RoleAdmin},
+		{name: "viewer subprotocol", token: tokViewer, subprotocol: true, role: auth.RoleViewer},
+		{name: "jwt admin subprotocol", token: signJWT(t, "admin", hour, jwtSecret), subprotocol: true, role: auth.RoleAdmin},
+		{name: "bad subprotocol token", token: "not-a-token", subprotocol: true},
+		{name: "expired jwt subprotocol", token: signJWT(t, "admin", time.Now().Add(-time.Hour), jwtSecret), subprotocol: true},
 	}
 }
 
@@ -133,7 +140,9 @@ func do(t *testing.T, base string, p probe, c credential) (int, string) {
 	if p.ctype != "" {
 		req.Header.Set("Content-Type", p.ctype)
 	}
-	if !c.query && c.name != "none" {
+	if c.subprotocol {
+		req.Header.Set("Sec-WebSocket-Protocol", auth.Subprotocol+", "+auth.TokenSubprotocolPrefix+c.token)
+	} else if !c.query && c.name != "none" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
@@ -159,18 +168,22 @@ func TestAuthMatrix(t *testing.T) {
 		for _, c := range creds {
 			code, body := do(t, base, p, c)
 			need := rt.policy.role
+			role := c.role
+			if c.subprotocol && !rt.policy.ws {
+				role = auth.RoleNone // the subprotocol carries tokens for WebSockets only
+			}
 			switch {
 			case need == auth.RoleNone || p.method == http.MethodOptions:
 				if code == 401 || code == 403 {
 					t.Errorf("%s with %s: public route refused %d", rt.pattern, c.name, code)
 				}
-			case c.role == auth.RoleNone:
+			case role == auth.RoleNone:
 				if code != 401 {
 					t.Errorf("UNAUTHORIZED SUCCESS? %s with %s: %d %s", rt.pattern, c.name, code, body)
 				} else if !strings.Contains(body, `"code": "unauthorized"`) {
 					t.Errorf("%s with %s: 401 body %s", rt.pattern, c.name, body)
 				}
-			case c.role < need:
+			case role < need:
 				if code != 403 {
 					t.Errorf("%s with %s (needs %s): %d, want 403", rt.pattern, c.name, need, code)
 				}
@@ -194,6 +207,48 @@ func TestAuthMatrix(t *testing.T) {
 		t.Fatalf("WebSocket with ?token=: %v", err)
 	}
 	conn.Close(websocket.StatusNormalClosure, "")
+	// Or with the token in the subprotocol sightline.token.<token>: the answer selects "sightline" when
+	// offered (the token is not echoed), else the token subprotocol (browsers need one selected).
+	for _, c := range []struct {
+		path   string
+		protos []string
+		want   string
+	}{
+		{"/ws/signal", []string{auth.Subprotocol, auth.TokenSubprotocolPrefix + tokViewer}, auth.Subprotocol},
+		{"/ws/signal", []string{auth.TokenSubprotocolPrefix + tokViewer}, auth.TokenSubprotocolPrefix + tokViewer},
+		{"/ws/meta?camera=cam", []string{auth.TokenSubprotocolPrefix + tokViewer, auth.Subprotocol}, auth.Subprotocol},
+		{"/ws/signal", []string{"other", auth.TokenSubprotocolPrefix + signJWT(t, "viewer", time.Now().Add(time.Hour), jwtSecret), auth.Subprotocol}, auth.Subprotocol},
+	} {
+		conn, _, err := websocket.Dial(ctx, "ws://"+g.HTTPAddr()+c.path, &websocket.DialOptions{Subprotocols: c.protos})
+		if err != nil {
+			t.Fatalf("WebSocket %s with subprotocols %q: %v", c.path, c.protos, err)
+		}
+		if got := conn.Subprotocol(); got != c.want {
+			t.Errorf("WebSocket %s with subprotocols %q selected %q, want %q", c.path, c.protos, got, c.want)
+		}
+		conn.Close(websocket.StatusNormalClosure, "")
+	}
+	for _, protos := range [][]string{
+		{auth.Subprotocol, auth.TokenSubprotocolPrefix + "not-a-token"},
+		{auth.Subprotocol},
+		{"bearer", tokViewer},
+	} {
+		_, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{Subprotocols: protos})
+		if err == nil || resp == nil || resp.StatusCode != 401 {
+			t.Fatalf("WebSocket with subprotocols %q: %v %v", protos, err, resp)
+		}
+		if h := resp.Header.Get("Sec-WebSocket-Protocol"); h != "" {
+			t.Fatalf("refused WebSocket answer selects subprotocol %q", h)
+		}
+	}
+	// The subprotocol authenticates WebSockets only.
+	req0, _ := http.NewRequest("GET", base+"/api/v1/whoami", nil)
+	req0.Header.Set("Sec-WebSocket-Protocol", auth.TokenSubprotocolPrefix+tokAdmin)
+	if resp, err := http.DefaultClient.Do(req0); err != nil || resp.StatusCode != 401 {
+		t.Fatalf("REST with a token subprotocol: %v %v", err, resp)
+	} else {
+		resp.Body.Close()
+	}
 	// Another origin may not open the socket (the server's handler does not check Origin itself).
 	hdr := http.Header{"Origin": {"https://evil.example"}}
 	if _, resp, err := websocket.Dial(ctx, wsURL+"?token="+tokViewer, &websocket.DialOptions{HTTPHeader: hdr}); err == nil || resp == nil || resp.StatusCode != 403 {
