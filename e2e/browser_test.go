@@ -23,15 +23,7 @@ import (
 func TestBrowserPlaysCameraOverWHEP(t *testing.T) {
 	checkGoroutines(t)
 	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
-	_, base := startGateway(t, fmt.Sprintf(`
-http:
-  listen: 127.0.0.1:0
-auth:
-  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
-webrtc:
-  udpPort: 0
-  loopbackOnly: true
-cameras:
+	_, base := startGateway(t, playbackConfig(`
   - id: street
     url: file://%s
 `, asset))
@@ -175,15 +167,7 @@ func TestBrowserRecoversWhenCameraReturns(t *testing.T) {
 	checkGoroutines(t)
 	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.mp4")
 	cam := rtsptest.StartGStreamer(t, asset, 0, "tcp")
-	_, base := startGateway(t, fmt.Sprintf(`
-http:
-  listen: 127.0.0.1:0
-auth:
-  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
-webrtc:
-  udpPort: 0
-  loopbackOnly: true
-cameras:
+	_, base := startGateway(t, playbackConfig(`
   - id: gst
     url: %s
     transport: tcp
@@ -241,15 +225,7 @@ cameras:
 func TestBrowserReconnectsWhenSessionEnds(t *testing.T) {
 	checkGoroutines(t)
 	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
-	_, base := startGateway(t, fmt.Sprintf(`
-http:
-  listen: 127.0.0.1:0
-auth:
-  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
-webrtc:
-  udpPort: 0
-  loopbackOnly: true
-cameras:
+	_, base := startGateway(t, playbackConfig(`
   - id: street
     url: file://%s
 `, asset))

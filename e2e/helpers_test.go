@@ -247,3 +247,19 @@ func screenshot(t *testing.T, b *browsertest.Browser, name string) string {
 	t.Logf("screenshot: %s", path)
 	return path
 }
+
+// playbackConfig is the gateway configuration of the playback tests and benchmarks: HTTP and WebRTC on
+// loopback only, and auth off (they are about playback; TestBrowserPlaysRTSPCameraFocused runs with
+// auth). cameras is the YAML list under `cameras:`, formatted with args.
+func playbackConfig(cameras string, args ...any) string {
+	return `
+http:
+  listen: 127.0.0.1:0
+auth:
+  enabled: false
+webrtc:
+  udpPort: 0
+  loopbackOnly: true
+cameras:
+` + fmt.Sprintf(cameras, args...)
+}

@@ -100,15 +100,7 @@ type g2gRun struct {
 // the whole pool, so run it with -benchtime 1x.
 func BenchmarkBrowserGlassToGlass(b *testing.B) {
 	asset := testenv.Asset(b, "camera/cam_street_1280x720_25fps.h264")
-	g := startBenchGateway(b, fmt.Sprintf(`
-http:
-  listen: 127.0.0.1:0
-auth:
-  enabled: false # these tests are about playback; TestBrowserPlaysRTSPCameraFocused runs with auth
-webrtc:
-  udpPort: 0
-  loopbackOnly: true
-cameras:
+	g := startBenchGateway(b, playbackConfig(`
   - id: %s
     url: file://%s
 `, g2gCamera, asset))
