@@ -117,10 +117,9 @@ func decodeYOLOX(out []float32, s outputShape, inW, inH int, thr float32, allowe
 				}
 				cx, cy := (r[0]+float32(gx))*fs, (r[1]+float32(gy))*fs
 				w, h := expf(r[2])*fs, expf(r[3])*fs
-				if !finite(cx, cy, w, h, score) {
-					continue
+				if c, ok := boxCandidate(cx, cy, w, h, score, cls); ok {
+					dst = append(dst, c)
 				}
-				dst = append(dst, candidate{x1: cx - w/2, y1: cy - h/2, x2: cx + w/2, y2: cy + h/2, score: score, class: cls})
 			}
 		}
 	}
@@ -142,11 +141,9 @@ func decodeYOLOv8(out []float32, s outputShape, inW, inH int, thr float32, allow
 		if !(best >= thr) || (allowed != nil && (cls >= len(allowed) || !allowed[cls])) {
 			continue
 		}
-		cx, cy, w, h := out[i], out[n+i], out[2*n+i], out[3*n+i]
-		if !finite(cx, cy, w, h, best) {
-			continue
+		if c, ok := boxCandidate(out[i], out[n+i], out[2*n+i], out[3*n+i], best, cls); ok {
+			dst = append(dst, c)
 		}
-		dst = append(dst, candidate{x1: cx - w/2, y1: cy - h/2, x2: cx + w/2, y2: cy + h/2, score: best, class: cls})
 	}
 	return dst, nil
 }
@@ -162,6 +159,13 @@ func argmax(v []float32) (int, float32) {
 }
 
 func expf(x float32) float32 { return float32(math.Exp(float64(x))) }
+
+// boxCandidate turns a centre/size box into corners, refusing any non-finite value: finite inputs can
+// still overflow float32 in cx ± w/2 (the fuzzer found cx = -1.2e38 with a huge w giving -Inf).
+func boxCandidate(cx, cy, w, h, score float32, cls int) (candidate, bool) {
+	c := candidate{x1: cx - w/2, y1: cy - h/2, x2: cx + w/2, y2: cy + h/2, score: score, class: cls}
+	return c, finite(cx, cy, w, h, score) && finite(c.x1, c.y1, c.x2, c.y2)
+}
 
 func finite(v ...float32) bool {
 	for _, x := range v {
