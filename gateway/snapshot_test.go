@@ -120,17 +120,7 @@ func TestCameraInfoAndFrame(t *testing.T) {
 		query         string
 		width, height int
 	}{{"", 1280, 720}, {"?width=320", 320, 180}, {"?width=1280", 1280, 720}} {
-		code, ctype, body := httpGet(t, base+"street/frame.jpg"+c.query)
-		if code != 200 || ctype != "image/jpeg" {
-			t.Fatalf("frame.jpg%s: %d %s %.200s", c.query, code, ctype, body)
-		}
-		img, err := jpeg.Decode(bytes.NewReader(body))
-		if err != nil {
-			t.Fatalf("frame.jpg%s: %v", c.query, err)
-		}
-		if b := img.Bounds(); b.Dx() != c.width || b.Dy() != c.height {
-			t.Fatalf("frame.jpg%s: %v, want %dx%d", c.query, b, c.width, c.height)
-		}
+		checkJPEG(t, base+"street/frame.jpg"+c.query, c.width, c.height)
 	}
 	// The snapshots' readers are gone once the answers are sent.
 	if n := cam.raw.Stats().Readers; n != readers {
@@ -143,17 +133,7 @@ func TestCameraInfoAndFrame(t *testing.T) {
 		query         string
 		width, height int
 	}{{"?annotated=1", 1280, 720}, {"?variant=annotated&width=320", 320, 180}, {"?annotated=true&variant=annotated", 1280, 720}} {
-		code, ctype, body := httpGet(t, base+"street/frame.jpg"+c.query)
-		if code != 200 || ctype != "image/jpeg" {
-			t.Fatalf("frame.jpg%s: %d %s %.200s", c.query, code, ctype, body)
-		}
-		img, err := jpeg.Decode(bytes.NewReader(body))
-		if err != nil {
-			t.Fatalf("frame.jpg%s: %v", c.query, err)
-		}
-		if b := img.Bounds(); b.Dx() != c.width || b.Dy() != c.height {
-			t.Fatalf("frame.jpg%s: %v, want %dx%d", c.query, b, c.width, c.height)
-		}
+		checkJPEG(t, base+"street/frame.jpg"+c.query, c.width, c.height)
 	}
 	// Nobody watches the annotated stream afterwards: its annotator stops and leaves the raw stream.
 	waitFor(t, 10*time.Second, "annotator stopped", func() bool {
@@ -170,4 +150,20 @@ func FuzzStreamInfo(f *testing.F) {
 			t.Fatalf("accepted %dx%d", in.Width, in.Height)
 		}
 	})
+}
+
+// checkJPEG fetches url and fails unless it answers 200 with an image/jpeg of width x height.
+func checkJPEG(t *testing.T, url string, width, height int) {
+	t.Helper()
+	code, ctype, body := httpGet(t, url)
+	if code != 200 || ctype != "image/jpeg" {
+		t.Fatalf("%s: %d %s %.200s", url, code, ctype, body)
+	}
+	img, err := jpeg.Decode(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
+		t.Fatalf("%s: %v, want %dx%d", url, b, width, height)
+	}
 }
