@@ -175,7 +175,7 @@ type analyticsRuntime struct {
 }
 
 // newAnalytics loads the model (or settles for motion detection); nil when analytics is off.
-func newAnalytics(cfg *Config, log *slog.Logger) (*analyticsRuntime, error) {
+func newAnalytics(cfg *Config, log *slog.Logger, wrap func(analytics.Detector) analytics.Detector) (*analyticsRuntime, error) {
 	a := cfg.Analytics
 	if !a.On() {
 		return nil, nil
@@ -204,7 +204,14 @@ func newAnalytics(cfg *Config, log *slog.Logger) (*analyticsRuntime, error) {
 		}
 		rt.dets = append(rt.dets, d)
 	}
-	p, err := pool.New(pool.Config{Detectors: rt.dets, MaxBatch: a.MaxBatch, BatchWait: time.Duration(a.BatchWait), QueueLen: a.QueueLen})
+	sessions := rt.dets
+	if wrap != nil {
+		sessions = make([]analytics.Detector, len(rt.dets))
+		for i, d := range rt.dets {
+			sessions[i] = wrap(d)
+		}
+	}
+	p, err := pool.New(pool.Config{Detectors: sessions, MaxBatch: a.MaxBatch, BatchWait: time.Duration(a.BatchWait), QueueLen: a.QueueLen})
 	if err != nil {
 		rt.closeDetectors()
 		return nil, fmt.Errorf("analytics: %w", err)

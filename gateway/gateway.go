@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"sightline/analytics"
 	"sightline/auth"
 	"sightline/media"
 	"sightline/metrics"
@@ -49,16 +50,33 @@ type Gateway struct {
 	closeOne sync.Once
 }
 
+// Option adjusts what New builds beyond the configuration (for embedding programs and benchmarks).
+type Option func(*options)
+
+type options struct {
+	wrapDetector func(analytics.Detector) analytics.Detector
+}
+
+// WithDetectorWrapper wraps every model session the analytics pool runs (e.g. to slow inference down in
+// a benchmark that proves video never waits for the model). It has no effect without a model.
+func WithDetectorWrapper(wrap func(analytics.Detector) analytics.Detector) Option {
+	return func(o *options) { o.wrapDetector = wrap }
+}
+
 // New builds every component from cfg; nothing runs until Start.
-func New(cfg *Config, log *slog.Logger) (_ *Gateway, err error) {
+func New(cfg *Config, log *slog.Logger, opts ...Option) (_ *Gateway, err error) {
 	if log == nil {
 		log = slog.Default()
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
 	}
 	g := &Gateway{cfg: cfg, log: log, statePath: cfg.statePath()}
 	g.cameras = newRegistry(log, func(cc CameraConfig, out *media.Stream) (source, error) {
 		return newSource(cfg, cc, out, log.With("camera", cc.ID))
 	})
-	if g.analytics, err = newAnalytics(cfg, log); err != nil {
+	if g.analytics, err = newAnalytics(cfg, log, o.wrapDetector); err != nil {
 		return nil, err
 	}
 	if g.analytics != nil {
