@@ -23,6 +23,9 @@ commands:
   latency   per-frame latency, RTSP direct vs Sightline WHEP, and the latency Sightline adds
   fanout    N WHEP viewers of one camera: delivery, CPU, RSS, goroutines
   cameras   N looped 720p clip cameras decoded + analysed (YOLOX-Nano) at 5 fps: share analysed
+  annotated latency of the annotated track vs the raw track in the same run (visual stamp, decoded)
+  firstframe time from the WHEP POST to the first decoded frame, annotated and raw
+  alerts    rule event latency: frame capture to a /ws/alerts subscriber
 
 run "sightline-bench <command> -h" for flags
 `
@@ -73,6 +76,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			runs, err = runCameras(ctx, c, stderr)
 			if len(runs) > 0 {
 				printCameras(stdout, c, runs, c.json)
+			}
+		}
+	case "annotated":
+		var c annotatedConfig
+		if c, err = annotatedFlags(args[1:], stderr); err == nil {
+			if !c.json {
+				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
+			}
+			var r *annotatedResult
+			if r, err = runAnnotated(ctx, c, stderr); err == nil {
+				printAnnotated(stdout, r, c.json)
 			}
 		}
 	case "fanout-clients":

@@ -60,3 +60,36 @@ func (p *publisher) indexRange(from, to time.Time) (lo, hi uint64) {
 }
 
 func (p *publisher) close() { p.srv.Close() }
+
+// publishedAt returns the publish wall-clock of frame index i.
+func (p *publisher) publishedAt(i uint64) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i >= uint64(len(p.stamps)) {
+		return time.Time{}, false
+	}
+	return time.Unix(0, p.stamps[i]), true
+}
+
+// latestWithPos returns the last frame index i published at or before t with i % loop == pos: the frame a
+// visual stamp pos (position in a loop of loop frames) seen at t stands for.
+func (p *publisher) latestWithPos(pos int64, loop int, t time.Time) (uint64, time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pos < 0 || loop <= 0 {
+		return 0, time.Time{}, false
+	}
+	tn := t.UnixNano()
+	// The last index ≡ pos (mod loop), then one loop back at a time (at most a few steps).
+	i := len(p.stamps) - 1
+	if i < 0 {
+		return 0, time.Time{}, false
+	}
+	i -= ((i-int(pos))%loop + loop) % loop
+	for ; i >= 0; i -= loop {
+		if p.stamps[i] <= tn {
+			return uint64(i), time.Unix(0, p.stamps[i]), true
+		}
+	}
+	return 0, time.Time{}, false
+}

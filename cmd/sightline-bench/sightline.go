@@ -26,12 +26,17 @@ cameras:
     url: %q
     transport: %s
 `, levelName(logLevel), rtspURL, transport)
+	return startSightlineYAML(ctx, yaml, logLevel)
+}
+
+// startSightlineYAML runs Sightline in-process from a whole configuration document.
+func startSightlineYAML(ctx context.Context, yaml string, logLevel slog.Level, opts ...gateway.Option) (*gateway.Gateway, error) {
 	cfg, err := gateway.ParseConfig([]byte(yaml), ".")
 	if err != nil {
 		return nil, fmt.Errorf("sightline config: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
-	g, err := gateway.New(cfg, log)
+	g, err := gateway.New(cfg, log, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("build sightline: %w", err)
 	}
