@@ -89,6 +89,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				printAnnotated(stdout, r, c.json)
 			}
 		}
+	case "firstframe":
+		var c firstFrameConfig
+		if c, err = firstFrameFlags(args[1:], stderr); err == nil {
+			if !c.json {
+				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
+			}
+			var r *firstFrameResult
+			if r, err = runFirstFrame(ctx, c, stderr); err == nil {
+				printFirstFrame(stdout, r, c.json)
+			}
+		}
 	case "fanout-clients":
 		err = runFanoutClients(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
