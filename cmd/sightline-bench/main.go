@@ -100,6 +100,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				printFirstFrame(stdout, r, c.json)
 			}
 		}
+	case "alerts":
+		var c alertsConfig
+		if c, err = alertsFlags(args[1:], stderr); err == nil {
+			if !c.json {
+				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
+			}
+			var r *alertsResult
+			if r, err = runAlerts(ctx, c, stderr); err == nil {
+				printAlerts(stdout, r, c.json)
+			}
+		}
 	case "fanout-clients":
 		err = runFanoutClients(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

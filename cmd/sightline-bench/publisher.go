@@ -93,3 +93,13 @@ func (p *publisher) latestWithPos(pos int64, loop int, t time.Time) (uint64, tim
 	}
 	return 0, time.Time{}, false
 }
+
+// publishedByRTP returns the index and publish wall-clock of the frame sent with RTP timestamp ts (from
+// its stamp SEI in the server's log of sent access units).
+func (p *publisher) publishedByRTP(ts uint32) (uint64, time.Time, bool) {
+	au, ok := p.srv.FindSent(ts)
+	if !ok {
+		return 0, time.Time{}, false
+	}
+	return stamp.Find(au.NALUs)
+}
