@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"sightline/alerts"
 	"sightline/analytics"
 	"sightline/analytics/onnx"
 	"sightline/analytics/pipeline"
@@ -170,12 +172,20 @@ type analyticsRuntime struct {
 	reason   string // why motion, when it is
 	dets     []analytics.Detector
 	pool     *pool.Pool
-	events   *eventLog
 	metrics  *metrics.Analytics // stage durations, detections and events per camera
+
+	// Alerts: the hub numbers, keeps and fans out events; snapshots renders their frames (nil when off);
+	// webhooks deliver them. The worker goroutines run until close.
+	hub       *alerts.Hub
+	snapshots *snapshotStore
+	webhooks  []*alerts.Webhook
+	publicURL string
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // newAnalytics loads the model (or settles for motion detection); nil when analytics is off.
-func newAnalytics(cfg *Config, log *slog.Logger, wrap func(analytics.Detector) analytics.Detector) (*analyticsRuntime, error) {
+func newAnalytics(cfg *Config, log *slog.Logger, wrap func(analytics.Detector) analytics.Detector) (_ *analyticsRuntime, err error) {
 	a := cfg.Analytics
 	if !a.On() {
 		return nil, nil
@@ -184,8 +194,15 @@ func newAnalytics(cfg *Config, log *slog.Logger, wrap func(analytics.Detector) a
 	if keep == 0 {
 		keep = defaultKeepEvents
 	}
-	rt := &analyticsRuntime{cfg: cfg, log: log, detector: pipeline.DetectorMotion, events: newEventLog(keep),
-		metrics: metrics.NewAnalytics()}
+	rt := &analyticsRuntime{cfg: cfg, log: log, detector: pipeline.DetectorMotion, metrics: metrics.NewAnalytics()}
+	if err := rt.startAlerts(keep); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			rt.close()
+		}
+	}()
 	workers := max(a.Workers, 1)
 	for i := 0; i < workers; i++ {
 		d, err := onnx.New(onnx.Config{
@@ -194,8 +211,8 @@ func newAnalytics(cfg *Config, log *slog.Logger, wrap func(analytics.Detector) a
 			IntraOpThreads: a.Threads, Provider: a.Provider, MaxBatch: a.MaxBatch, Logger: log,
 		})
 		if err != nil {
-			rt.closeDetectors()
 			if errors.Is(err, analytics.ErrUnavailable) {
+				rt.closeDetectors()
 				rt.reason = err.Error()
 				log.Warn("analytics: no object detector, running the motion detector only", "reason", err)
 				return rt, nil
@@ -213,7 +230,6 @@ func newAnalytics(cfg *Config, log *slog.Logger, wrap func(analytics.Detector) a
 	}
 	p, err := pool.New(pool.Config{Detectors: sessions, MaxBatch: a.MaxBatch, BatchWait: time.Duration(a.BatchWait), QueueLen: a.QueueLen})
 	if err != nil {
-		rt.closeDetectors()
 		return nil, fmt.Errorf("analytics: %w", err)
 	}
 	rt.pool, rt.detector = p, pipeline.DetectorONNX
@@ -246,19 +262,62 @@ func (rt *analyticsRuntime) close() {
 		rt.pool.Close()
 	}
 	rt.closeDetectors()
+	rt.cancel()
+	rt.hub.Close()
+	rt.wg.Wait()
+}
+
+// startAlerts builds the hub, the snapshot store and the webhooks, and starts their goroutines.
+func (rt *analyticsRuntime) startAlerts(keep int) error {
+	ac := rt.cfg.Alerts
+	rt.hub = alerts.NewHub(keep)
+	rt.publicURL = strings.TrimSuffix(ac.PublicURL, "/")
+	ctx, cancel := context.WithCancel(context.Background())
+	rt.cancel = cancel
+	var runs []func(context.Context)
+	if ac.Snapshots >= 0 {
+		n := ac.Snapshots
+		if n == 0 {
+			n = defaultSnapshots
+		}
+		q := ac.SnapshotQuality
+		if q == 0 {
+			q = defaultSnapshotQuality
+		}
+		rt.snapshots = newSnapshotStore(n, q, rt.log)
+		runs = append(runs, rt.snapshots.run)
+	}
+	for i, wc := range ac.Webhooks {
+		h, err := alerts.NewWebhook(wc.alertsConfig(nil, rt.log))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("alerts.webhooks[%d]: %w", i, err)
+		}
+		rt.webhooks = append(rt.webhooks, h)
+		runs = append(runs, h.Subscribe(rt.hub))
+	}
+	for _, run := range runs {
+		rt.wg.Add(1)
+		go func() { defer rt.wg.Done(); run(ctx) }()
+	}
+	return nil
 }
 
 // newPipeline builds one camera's pipeline.
 func (rt *analyticsRuntime) newPipeline(cc CameraConfig, raw *media.Stream, meta *media.Fanout[*media.Meta]) (*pipeline.Pipeline, error) {
 	a := rt.cfg.Analytics
 	m := rt.metrics.Camera(cc.ID)
+	zones := zonesOf(cc.Rules)
 	return pipeline.New(pipeline.Config{
 		Camera: cc.ID, Source: raw, Meta: meta, Pool: rt.pool,
-		Events: func(e rules.Event) {
-			m.Event(e.Rule)
-			rt.events.add(e)
+		Events: func(b pipeline.EventBatch) {
+			for _, e := range b.Events {
+				m.Event(e.Rule)
+			}
+			rt.publishEvents(b, zones)
 		},
-		Observe: m.ObserveStage,
+		KeepEventFrames: rt.snapshots != nil,
+		Observe:         m.ObserveStage,
 		Analysed: func(dets []analytics.Detection) {
 			m.Analysed()
 			for _, d := range dets {
@@ -274,48 +333,7 @@ func (rt *analyticsRuntime) newPipeline(cc CameraConfig, raw *media.Stream, meta
 	})
 }
 
-// eventLog keeps the most recent rule events in memory and fans them out to subscribers.
-type eventLog struct {
-	mu   sync.Mutex
-	ring []rules.Event
-	head int
-	n    int
-	seq  uint64
-	fan  *media.Fanout[rules.Event]
-}
-
-func newEventLog(keep int) *eventLog {
-	return &eventLog{ring: make([]rules.Event, keep), fan: media.NewFanout[rules.Event]("events")}
-}
-
-func (l *eventLog) add(e rules.Event) {
-	l.mu.Lock()
-	l.ring[(l.head+l.n)%len(l.ring)] = e
-	if l.n < len(l.ring) {
-		l.n++
-	} else {
-		l.head = (l.head + 1) % len(l.ring)
-	}
-	l.seq++
-	l.mu.Unlock()
-	l.fan.Write(e)
-}
-
-// list returns the newest events first, filtered by camera and rule ("" = any), at most limit.
-func (l *eventLog) list(camera, rule string, limit int) []rules.Event {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	out := []rules.Event{}
-	for i := l.n - 1; i >= 0 && len(out) < limit; i-- {
-		e := l.ring[(l.head+i)%len(l.ring)]
-		if (camera == "" || e.Camera == camera) && (rule == "" || e.Rule == rule) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// listEvents answers GET /api/v1/events?camera=&rule=&limit= (newest first, default limit 100).
+// listEvents answers GET /api/v1/events?camera=&rule=&class=&limit= (newest first, default limit 100).
 func (g *Gateway) listEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	limit := 100
@@ -327,9 +345,9 @@ func (g *Gateway) listEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	body := map[string]any{"events": []rules.Event{}, "analytics": "off"}
+	body := map[string]any{"events": []alerts.Event{}, "analytics": "off"}
 	if g.analytics != nil {
-		body["events"] = g.analytics.events.list(q.Get("camera"), q.Get("rule"), limit)
+		body["events"] = g.analytics.hub.List(queryFilter(q.Get("camera"), q.Get("rule"), q.Get("class")), limit)
 		body["analytics"] = g.analytics.detector
 	}
 	writeJSON(w, http.StatusOK, body)

@@ -52,6 +52,16 @@ func TestAnalyticsConfigErrorsNameTheKey(t *testing.T) {
 		{"analytics: {scoreThreshold: 2}", "analytics.scoreThreshold", "0..1"},
 		{"analytics: {classes: ['']}", "analytics.classes[0]", "empty"},
 		{"analytics: {modle: x}", "analytics.modle", "unknown key"},
+		{"alerts: {webhooks: [{url: http://h/x}]}", "alerts.webhooks", "need the analytics section"},
+		{"analytics: {}\nalerts: {webhooks: [{url: 'ftp://u:pw123@h/x'}]}", "alerts.webhooks[0].url", "http:// or https://"},
+		{"analytics: {}\nalerts: {webhooks: [{url: http://h/x, retries: -2}]}", "alerts.webhooks[0].retries", "0 to 100"},
+		{"analytics: {}\nalerts: {webhooks: [{url: http://h/x, queueLen: -1}]}", "alerts.webhooks[0].queueLen", "out of range"},
+		{"analytics: {}\nalerts: {webhooks: [{url: http://h/x, timeout: soon}]}", "alerts.webhooks[0].timeout", "invalid duration"},
+		{"analytics: {}\nalerts: {webhooks: [{url: http://h/x, header: {a: b}}]}", "alerts.webhooks[0].header", "unknown key"},
+		{"analytics: {}\nalerts: {webhooks: [{name: a, url: http://h/x}, {name: a, url: http://h/y}]}", "alerts.webhooks[1].name", "already used"},
+		{"alerts: {publicURL: 'nvr.example.com'}", "alerts.publicURL", "base URL"},
+		{"alerts: {snapshots: -2}", "alerts.snapshots", "-1 (none)"},
+		{"alerts: {snapshotQuality: 101}", "alerts.snapshotQuality", "1-100"},
 		{cam + "      - {id: a, type: zone, polygon: [[0,0],[1,0]]}", "cameras[0].rules[0].polygon", "at least 3 points"},
 		{cam + "      - {id: a, type: line, line: [[0,0],[2,1]]}", "cameras[0].rules[0].line[1]", "0..1"},
 		{cam + "      - {id: a, type: circle}", "cameras[0].rules[0].type", "unknown"},
@@ -62,6 +72,9 @@ func TestAnalyticsConfigErrorsNameTheKey(t *testing.T) {
 		var ce *ConfigError
 		if !errors.As(err, &ce) || ce.Key != c.key || !strings.Contains(ce.Msg, c.msg) {
 			t.Errorf("%q: got %v (key %q), want key %q with %q", c.yaml, err, keyOf(ce), c.key, c.msg)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw123") {
+			t.Errorf("%q: the error repeats a credential: %v", c.yaml, err)
 		}
 	}
 }

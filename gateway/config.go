@@ -41,6 +41,8 @@ type Config struct {
 	Cameras []CameraConfig `yaml:"cameras"`
 	// Analytics is nil (off) unless the analytics section or a SIGHTLINE_ANALYTICS_* variable is set.
 	Analytics *AnalyticsConfig `yaml:"analytics"`
+	// Alerts configures event snapshots and sinks (webhooks).
+	Alerts AlertsConfig `yaml:"alerts"`
 
 	// baseDir resolves relative file: camera URLs (the config file's folder).
 	baseDir string
@@ -515,6 +517,9 @@ func (cfg *Config) Validate() error {
 		return err
 	}
 	if err := cfg.validateAnalytics(); err != nil {
+		return err
+	}
+	if err := cfg.validateAlerts(); err != nil {
 		return err
 	}
 	seen := map[string]int{}

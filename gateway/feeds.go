@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
-	"sightline/analytics/rules"
+	"sightline/alerts"
 	"sightline/webrtc"
 )
 
@@ -20,12 +19,6 @@ const feedQueue = 64
 
 // feedWriteTimeout bounds one message's write: a subscriber that stops reading is disconnected.
 const feedWriteTimeout = 5 * time.Second
-
-// eventMessage is a rule event as the feeds send it: {"type":"event", camera, rule, kind, ...}.
-type eventMessage struct {
-	Type string `json:"type"`
-	rules.Event
-}
 
 // acceptFeed upgrades a feed request. The guard has already authenticated it (?token=) and checked its
 // Origin against http.allowOrigins, so the library's own same-origin check is not repeated here.
@@ -102,7 +95,7 @@ func (g *Gateway) metaFeed(ctx context.Context, id string, cam *camera, send fun
 	}
 	done := make(chan struct{})
 	if g.analytics != nil {
-		events := g.analytics.events.fan.NewReader(feedQueue)
+		events := g.analytics.hub.Subscribe(feedQueue)
 		go func() {
 			defer close(done)
 			defer events.Close()
@@ -111,7 +104,7 @@ func (g *Gateway) metaFeed(ctx context.Context, id string, cam *camera, send fun
 				if err != nil {
 					return
 				}
-				if ev.Camera == id && !write(eventMessage{Type: "event", Event: ev}) {
+				if ev.Camera == id && !write(ev) {
 					cancel()
 					return
 				}
@@ -152,7 +145,8 @@ func (g *Gateway) wsAlerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.CloseNow()
-	events := g.analytics.events.fan.NewReader(feedQueue)
+	filter := queryFilter(camera, rule, class)
+	events := g.analytics.hub.Subscribe(feedQueue)
 	defer events.Close()
 	for {
 		ev, err := events.Read(ctx)
@@ -162,20 +156,28 @@ func (g *Gateway) wsAlerts(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
-		if !eventMatches(ev, camera, rule, class) {
+		if !filter.Match(ev) {
 			continue
 		}
-		if !feedWrite(ctx, conn, eventMessage{Type: "event", Event: ev}) {
+		if !feedWrite(ctx, conn, ev) {
 			return
 		}
 	}
 }
 
-func eventMatches(ev rules.Event, camera, rule, class string) bool {
-	if (camera != "" && ev.Camera != camera) || (rule != "" && ev.Rule != rule) {
-		return false
+// queryFilter is the filter of ?camera=&rule=&class= (each optional).
+func queryFilter(camera, rule, class string) alerts.Filter {
+	var f alerts.Filter
+	if camera != "" {
+		f.Cameras = []string{camera}
 	}
-	return class == "" || class == ev.Label || class == strconv.Itoa(ev.Class)
+	if rule != "" {
+		f.Rules = []string{rule}
+	}
+	if class != "" {
+		f.Classes = []string{class}
+	}
+	return f
 }
 
 // The gateway feeds every WebRTC session's "meta" data channel.

@@ -4,16 +4,29 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
 	"net/http"
+	"os"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"sightline/alerts"
 	"sightline/internal/testenv"
 	"sightline/media"
+	"sightline/overlay"
 )
+
+// lumaAt returns the luma of a decoded JPEG at x, y.
+func lumaAt(img image.Image, x, y int) uint8 {
+	if yc, ok := img.(*image.YCbCr); ok {
+		return yc.Y[yc.YOffset(x, y)]
+	}
+	r, g, b, _ := img.At(x, y).RGBA()
+	return uint8((299*r + 587*g + 114*b) / 1000 >> 8)
+}
 
 // /ws/meta and /ws/alerts with ?token= on a file camera analysed by the motion detector with a zone
 // over the lower half: the meta feed carries the camera's Meta per analysed frame (and its events), the
@@ -42,7 +55,7 @@ cameras:
 		return conn
 	}
 	meta := dial("/ws/meta?camera=street&token=" + tokViewer)
-	alerts := dial("/ws/alerts?camera=street&rule=walkway&class=motion&token=" + tokViewer)
+	alertFeed := dial("/ws/alerts?camera=street&rule=walkway&class=motion&token=" + tokViewer)
 	other := dial("/ws/alerts?rule=nope&token=" + tokViewer)
 
 	var m media.Meta
@@ -68,18 +81,52 @@ cameras:
 	}
 	t.Logf("meta feed: last %d objects at rtp %d (event seen there: %v)", len(m.Objects), m.RTPTime, sawEvent)
 
-	_, b, err := alerts.Read(ctx)
+	_, b, err := alertFeed.Read(ctx)
 	if err != nil {
 		t.Fatalf("alerts feed: %v", err)
 	}
-	var ev eventMessage
+	var ev alerts.Event
 	if err := json.Unmarshal(b, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev.Type != "event" || ev.Camera != "street" || ev.Rule != "walkway" || ev.Label != "motion" || ev.Kind == "" || ev.At.IsZero() {
+	if ev.Type != "event" || ev.ID == "" || ev.Camera != "street" || ev.Rule != "walkway" || ev.Label != "motion" ||
+		ev.Kind == "" || ev.CapturedAt.IsZero() || ev.Snapshot != "/api/v1/events/"+ev.ID+"/snapshot.jpg" {
 		t.Fatalf("alert %s", b)
 	}
-	t.Logf("alert %s, received %s after its frame's capture", b, time.Since(ev.At).Round(time.Millisecond))
+	t.Logf("alert %s, received %s after its frame's capture", b, time.Since(ev.CapturedAt).Round(time.Millisecond))
+
+	// The event is listed and fetchable by id, and its snapshot is the frame with the zone drawn.
+	httpBase := "http://" + g.HTTPAddr()
+	var got alerts.Event
+	getJSON(t, httpBase+"/api/v1/events/"+ev.ID+"?token="+tokViewer, &got)
+	if got != ev {
+		t.Fatalf("GET event: %+v, want %+v", got, ev)
+	}
+	img := checkJPEG(t, httpBase+ev.Snapshot+"?token="+tokViewer, 1280, 720)
+	if d := os.Getenv("SIGHTLINE_SAVE_SNAPSHOT"); d != "" {
+		_, _, body := httpGet(t, httpBase+ev.Snapshot+"?token="+tokViewer)
+		_ = os.WriteFile(d, body, 0o644)
+	}
+	// The zone's top edge (y = 0.4, row 288) is painted in the zone colour: at a few columns left of the
+	// walkers, the brightest luma of rows 285..291 is the zone's (JPEG blurs it a little).
+	for _, x := range []int{150, 200, 250} {
+		var peak uint8
+		for y := 285; y <= 291; y++ {
+			peak = max(peak, lumaAt(img, x, y))
+		}
+		if d := int(peak) - int(overlay.ZoneColor.Y); d < -30 || d > 30 {
+			t.Errorf("snapshot column %d: brightest luma on the zone edge %d, zone colour %d: zone not drawn", x, peak, overlay.ZoneColor.Y)
+		}
+	}
+	for path, want := range map[string]int{
+		"/api/v1/events/nope/snapshot.jpg?token=" + tokViewer: http.StatusNotFound,
+		"/api/v1/events/nope?token=" + tokViewer:              http.StatusNotFound,
+		"/api/v1/events/" + ev.ID + "/snapshot.jpg":           http.StatusUnauthorized,
+	} {
+		if code, _, body := httpGet(t, httpBase+path); code != want {
+			t.Errorf("%s: %d %s, want %d", path, code, body, want)
+		}
+	}
 	rctx, rcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	if _, b, err := other.Read(rctx); err == nil {
 		t.Fatalf("a filtered-out subscriber got %s", b)
@@ -116,7 +163,7 @@ cameras:
 		}
 	}
 	meta.CloseNow()
-	alerts.CloseNow()
+	alertFeed.CloseNow()
 	other.CloseNow()
 	waitFor(t, 5*time.Second, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= before+2 })
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/jpeg"
 	"io"
 	"net/http"
@@ -153,7 +154,7 @@ func FuzzStreamInfo(f *testing.F) {
 }
 
 // checkJPEG fetches url and fails unless it answers 200 with an image/jpeg of width x height.
-func checkJPEG(t *testing.T, url string, width, height int) {
+func checkJPEG(t *testing.T, url string, width, height int) image.Image {
 	t.Helper()
 	code, ctype, body := httpGet(t, url)
 	if code != 200 || ctype != "image/jpeg" {
@@ -166,4 +167,5 @@ func checkJPEG(t *testing.T, url string, width, height int) {
 	if b := img.Bounds(); b.Dx() != width || b.Dy() != height {
 		t.Fatalf("%s: %v, want %dx%d", url, b, width, height)
 	}
+	return img
 }

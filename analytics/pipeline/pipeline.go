@@ -50,8 +50,12 @@ type Config struct {
 	Source *media.Stream
 	// Meta receives a media.Meta per analysed frame; nil: none published.
 	Meta *media.Fanout[*media.Meta]
-	// Events receives each rule event; it must not block. nil: events are dropped.
-	Events func(rules.Event)
+	// Events receives the rule events of each analysed frame that raised any; it must not block. nil:
+	// events are dropped.
+	Events func(EventBatch)
+	// KeepEventFrames hands Events the analysed frame itself (for snapshots). Each sampled frame is then
+	// held (a reference, no copy) until its inference is done.
+	KeepEventFrames bool
 	// Pool runs the object detector; nil runs the motion detector instead (Status says which).
 	Pool *pool.Pool
 	// DetectorName names the pool's detector in Status (default "onnx").
@@ -144,6 +148,27 @@ type frameInfo struct {
 	rtp      uint32
 	captured time.Time
 	arrived  time.Time
+	frame    *codec.Frame // a reference to the frame when KeepEventFrames; released by finish or on drop
+}
+
+// release drops the frame reference, if any.
+func (i *frameInfo) release() {
+	if i.frame != nil {
+		i.frame.Release()
+		i.frame = nil
+	}
+}
+
+// EventBatch is the rule events one analysed frame raised.
+type EventBatch struct {
+	Events []rules.Event
+	// RTPTime is the RTP timestamp of the frame (as Meta's).
+	RTPTime uint32
+	// Tracks are the confirmed tracks in that frame.
+	Tracks []track.Track
+	// Frame is the analysed frame when KeepEventFrames is set (else nil). It is valid during the call
+	// only: Ref it to keep it; never write to it (MakeWritable on the reference first).
+	Frame *codec.Frame
 }
 
 // New checks cfg and builds the stages; nothing runs until Run.
@@ -381,6 +406,11 @@ func (p *Pipeline) frame(f *codec.Frame) {
 	if info.captured.IsZero() {
 		info.captured = info.arrived
 	}
+	if p.cfg.KeepEventFrames && p.cfg.Events != nil && len(p.cfg.Rules) > 0 {
+		if ref, err := f.Ref(); err == nil {
+			info.frame = ref
+		}
+	}
 	if p.cfg.Pool == nil {
 		p.finish(info, moving, 0)
 		return
@@ -391,12 +421,16 @@ func (p *Pipeline) frame(f *codec.Frame) {
 	p.observe(StagePreprocess, t0)
 	if err != nil {
 		p.putTensor(buf)
+		info.release()
 		p.setError(fmt.Errorf("letterbox: %w", err))
 		return
 	}
 	in := analytics.Input{Tensor: buf, Letterbox: ToLetterbox(place, f.Width, f.Height, p.spec)}
 	p.queueRef().Submit(pool.Job{Input: in, Done: func(res analytics.Result, err error) {
 		p.putTensor(buf)
+		if err != nil {
+			info.release()
+		}
 		switch {
 		case err == nil:
 			if p.cfg.Observe != nil {
@@ -438,6 +472,7 @@ func (p *Pipeline) putTensor(t []float32) {
 // finish tracks one analysed frame's detections, evaluates the rules and publishes Meta and Events.
 // Calls come in frame order (the pool runs one frame per camera at a time).
 func (p *Pipeline) finish(info frameInfo, dets []analytics.Detection, inference time.Duration) {
+	defer info.release()
 	if p.cfg.Analysed != nil {
 		p.cfg.Analysed(dets)
 	}
@@ -465,9 +500,7 @@ func (p *Pipeline) finish(info frameInfo, dets []analytics.Detection, inference 
 		}
 		p.cfg.Meta.Write(m)
 	}
-	if p.cfg.Events != nil {
-		for _, ev := range events {
-			p.cfg.Events(ev)
-		}
+	if p.cfg.Events != nil && len(events) > 0 {
+		p.cfg.Events(EventBatch{Events: events, RTPTime: info.rtp, Tracks: tracks, Frame: info.frame})
 	}
 }

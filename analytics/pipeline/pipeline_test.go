@@ -308,9 +308,23 @@ func TestSlowAnalyticsNeverBlocksTheStream(t *testing.T) {
 type recorder struct {
 	mu  sync.Mutex
 	evs []rules.Event
+	// Batches with the analysed frame attached and matching it (size, RTP time), and those without.
+	framed, unframed, mismatched int
 }
 
-func (r *recorder) add(e rules.Event) { r.mu.Lock(); r.evs = append(r.evs, e); r.mu.Unlock() }
+func (r *recorder) add(b EventBatch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.evs = append(r.evs, b.Events...)
+	switch {
+	case b.Frame == nil:
+		r.unframed++
+	case b.Frame.Width != 1280 || b.Frame.Height != 720 || b.Frame.RTPTime != b.RTPTime || b.Frame.PTS != b.Events[0].PTS:
+		r.mismatched++
+	default:
+		r.framed++
+	}
+}
 
 // stages counts Observe and Analysed calls.
 type stages struct {
@@ -358,7 +372,7 @@ func TestStreetClipTracksAndRules(t *testing.T) {
 	_, drain := collect(meta)
 	var rec recorder
 	var obs stages
-	p, err := New(Config{Camera: "street", Source: src, Meta: meta, Events: rec.add, Pool: pl, ReaderQueue: 300,
+	p, err := New(Config{Camera: "street", Source: src, Meta: meta, Events: rec.add, KeepEventFrames: true, Pool: pl, ReaderQueue: 300,
 		Sampler: sampler.Config{FPS: 5}, Rules: streetRules, Observe: obs.observe, Analysed: obs.add})
 	if err != nil {
 		t.Fatal(err)
@@ -450,6 +464,10 @@ func TestStreetClipTracksAndRules(t *testing.T) {
 	}
 	if int(st.Events) != len(rec.evs) {
 		t.Errorf("status counts %d events, %d delivered", st.Events, len(rec.evs))
+	}
+	// KeepEventFrames: every batch carries its own frame (the snapshot source).
+	if rec.framed == 0 || rec.unframed != 0 || rec.mismatched != 0 {
+		t.Errorf("event batches: %d with their frame, %d without, %d with another frame", rec.framed, rec.unframed, rec.mismatched)
 	}
 }
 

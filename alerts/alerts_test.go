@@ -1,0 +1,81 @@
+package alerts
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"sightline/analytics/rules"
+)
+
+func TestFromRuleWireForm(t *testing.T) {
+	at := time.Date(2026, 11, 22, 3, 15, 4, 120e6, time.UTC)
+	e := FromRule(rules.Event{Camera: "street", Rule: "walkway", Kind: rules.KindEnter, ObjectID: 7, Class: 0,
+		Label: "person", PTS: 40120500 * time.Microsecond, At: at, Count: 2}, 3610800)
+	e.ID, e.Snapshot = "x-1", "/api/v1/events/x-1/snapshot.jpg"
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"event","id":"x-1","camera":"street","rule":"walkway","kind":"enter","objectId":7,"cls":0,` +
+		`"label":"person","pts":40120.5,"rtp":3610800,"capturedAt":"2026-11-22T03:15:04.12Z","count":2,` +
+		`"snapshot":"/api/v1/events/x-1/snapshot.jpg"}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+}
+
+func TestFilter(t *testing.T) {
+	e := Event{Camera: "street", Rule: "walkway", Class: 0, Label: "person"}
+	for _, c := range []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{}, true},
+		{Filter{Cameras: []string{"yard", "street"}}, true},
+		{Filter{Cameras: []string{"yard"}}, false},
+		{Filter{Rules: []string{"walkway"}, Classes: []string{"person"}}, true},
+		{Filter{Classes: []string{"0"}}, true},
+		{Filter{Classes: []string{"car", "2"}}, false},
+		{Filter{Rules: []string{"door"}}, false},
+	} {
+		if got := c.f.Match(e); got != c.want {
+			t.Errorf("%+v: got %v", c.f, got)
+		}
+	}
+}
+
+func TestHubKeepsRecentAndNumbers(t *testing.T) {
+	h := NewHub(3)
+	defer h.Close()
+	seen := map[string]bool{}
+	for i := range 5 {
+		id := h.NextID()
+		if seen[id] || !strings.Contains(id, "-") {
+			t.Fatalf("id %q repeated or malformed", id)
+		}
+		seen[id] = true
+		cam := "a"
+		if i%2 == 1 {
+			cam = "b"
+		}
+		h.Publish(Event{Type: "event", ID: id, Camera: cam, Count: i})
+	}
+	all := h.List(Filter{}, 10)
+	if len(all) != 3 || all[0].Count != 4 || all[2].Count != 2 {
+		t.Fatalf("kept %+v: want the 3 newest, newest first", all)
+	}
+	if a := h.List(Filter{Cameras: []string{"a"}}, 10); len(a) != 2 || a[0].Count != 4 {
+		t.Fatalf("camera a: %+v", a)
+	}
+	if one := h.List(Filter{}, 1); len(one) != 1 || one[0].Count != 4 {
+		t.Fatalf("limit 1: %+v", one)
+	}
+	if e, ok := h.Get(all[1].ID); !ok || e.Count != 3 {
+		t.Fatalf("Get: %+v %v", e, ok)
+	}
+	if _, ok := h.Get("nope"); ok {
+		t.Fatal("Get of an unknown id succeeded")
+	}
+}

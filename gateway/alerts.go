@@ -1,0 +1,319 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"sightline/alerts"
+	"sightline/analytics/pipeline"
+	"sightline/codec"
+	"sightline/overlay"
+)
+
+// AlertsConfig configures what happens to rule events besides the feeds and the events API.
+type AlertsConfig struct {
+	// PublicURL (https://nvr.example.com) makes the snapshot URLs in events absolute, which webhook
+	// receivers need; without it they are paths (/api/v1/events/{id}/snapshot.jpg).
+	PublicURL string `yaml:"publicURL"`
+	// Snapshots is how many event snapshots (annotated JPEGs of the event's frame) are kept in memory,
+	// default 200; -1 keeps none (events then carry no snapshot URL).
+	Snapshots int `yaml:"snapshots"`
+	// SnapshotQuality is their JPEG quality, 1-100 (default 80).
+	SnapshotQuality int `yaml:"snapshotQuality"`
+	// Webhooks receive every matching event as a JSON POST.
+	Webhooks []WebhookConfig `yaml:"webhooks"`
+}
+
+// WebhookConfig is one webhook sink (see alerts.WebhookConfig for the delivery rules).
+type WebhookConfig struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Cameras, Rules and Classes filter the events sent (empty: all).
+	Cameras []string          `yaml:"cameras"`
+	Rules   []string          `yaml:"rules"`
+	Classes []string          `yaml:"classes"`
+	Headers map[string]string `yaml:"headers"`
+	// Secret signs each body (X-Sightline-Signature: sha256=<hex HMAC-SHA256>).
+	Secret string `yaml:"secret"`
+	// Timeout per attempt (default 5s); Retries after a failed attempt (default 5); Backoff the first wait
+	// (default 500ms), doubling up to MaxBackoff (default 30s); QueueLen events waiting (default 100).
+	Timeout    Duration `yaml:"timeout"`
+	Retries    *int     `yaml:"retries"`
+	Backoff    Duration `yaml:"backoff"`
+	MaxBackoff Duration `yaml:"maxBackoff"`
+	QueueLen   int      `yaml:"queueLen"`
+}
+
+const (
+	defaultSnapshots       = 200
+	defaultSnapshotQuality = 80
+	defaultWebhookRetries  = 5
+	// snapshotJobs is how many event frames may wait for their JPEG; more are skipped (the events still
+	// go out, their snapshot answers 404).
+	snapshotJobs = 4
+	// snapshotWait bounds how long GET .../snapshot.jpg waits for a snapshot still being encoded.
+	snapshotWait = 3 * time.Second
+)
+
+func (cfg *Config) validateAlerts() error {
+	a := cfg.Alerts
+	if a.PublicURL != "" {
+		u, err := url.Parse(a.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			return keyErr("alerts.publicURL", "%q is not a base URL like https://nvr.example.com", a.PublicURL)
+		}
+	}
+	if a.Snapshots < -1 || a.Snapshots > 100000 {
+		return keyErr("alerts.snapshots", "want -1 (none), 0 (default 200) or up to 100000")
+	}
+	if a.SnapshotQuality < 0 || a.SnapshotQuality > 100 {
+		return keyErr("alerts.snapshotQuality", "want 1-100 (0: default 80)")
+	}
+	if len(a.Webhooks) > 0 && !cfg.Analytics.On() {
+		return keyErr("alerts.webhooks", "webhooks need the analytics section (events come from its rules)")
+	}
+	names := map[string]int{}
+	for i, w := range a.Webhooks {
+		key := fmt.Sprintf("alerts.webhooks[%d]", i)
+		if w.Retries != nil && (*w.Retries < 0 || *w.Retries > 100) {
+			return keyErr(key+".retries", "want 0 to 100")
+		}
+		checks := []struct {
+			k   string
+			bad bool
+		}{
+			{"timeout", w.Timeout < 0}, {"backoff", w.Backoff < 0}, {"maxBackoff", w.MaxBackoff < 0},
+			{"queueLen", w.QueueLen < 0 || w.QueueLen > 100000},
+		}
+		for _, c := range checks {
+			if c.bad {
+				return keyErr(key+"."+c.k, "out of range (want a positive value, or 0 for the default)")
+			}
+		}
+		if _, err := alerts.NewWebhook(w.alertsConfig(nil, nil)); err != nil {
+			return keyErr(key+".url", "%v", err)
+		}
+		name := w.alertsConfig(nil, nil).Name
+		if name == "" {
+			if u, err := url.Parse(w.URL); err == nil {
+				name = u.Host
+			}
+		}
+		if j, dup := names[name]; dup && w.Name != "" {
+			return keyErr(key+".name", "%q is already used by alerts.webhooks[%d]", name, j)
+		}
+		names[name] = i
+	}
+	return nil
+}
+
+// alertsConfig converts the YAML form.
+func (w WebhookConfig) alertsConfig(client *http.Client, log *slog.Logger) alerts.WebhookConfig {
+	retries := defaultWebhookRetries
+	if w.Retries != nil {
+		retries = *w.Retries
+	}
+	return alerts.WebhookConfig{Name: w.Name, URL: w.URL, Filter: alerts.Filter{Cameras: w.Cameras, Rules: w.Rules, Classes: w.Classes},
+		Headers: w.Headers, Secret: w.Secret, Timeout: time.Duration(w.Timeout), Retries: retries,
+		Backoff: time.Duration(w.Backoff), MaxBackoff: time.Duration(w.MaxBackoff), QueueLen: w.QueueLen,
+		Client: client, Logger: log}
+}
+
+// snapshotStore turns event frames into annotated JPEGs off the pipeline's goroutine and keeps the
+// most recent ones. An event's snapshot URL is handed out before its JPEG exists; a request for it waits
+// (bounded) for the encoder.
+type snapshotStore struct {
+	keep    int
+	quality int
+	log     *slog.Logger
+	jobs    chan snapshotJob
+
+	mu      sync.Mutex
+	byID    map[string]*snapshot
+	order   []string // ids, oldest first
+	skipped uint64
+}
+
+// snapshot is one frame's JPEG, shared by the events of that frame.
+type snapshot struct {
+	done chan struct{} // closed when jpeg or err is set
+	jpeg []byte
+	err  error
+}
+
+type snapshotJob struct {
+	frame *codec.Frame // a reference the worker releases
+	scene overlay.Scene
+	snap  *snapshot
+}
+
+func newSnapshotStore(keep, quality int, log *slog.Logger) *snapshotStore {
+	return &snapshotStore{keep: keep, quality: quality, log: log, jobs: make(chan snapshotJob, snapshotJobs), byID: map[string]*snapshot{}}
+}
+
+// run encodes queued snapshots until ctx ends; then it fails the ones left.
+func (s *snapshotStore) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case j := <-s.jobs:
+					j.frame.Release()
+					j.snap.err = fmt.Errorf("server closing")
+					close(j.snap.done)
+				default:
+					return
+				}
+			}
+		case j := <-s.jobs:
+			j.snap.jpeg, j.snap.err = renderSnapshot(j.frame, j.scene, s.quality)
+			j.frame.Release()
+			if j.snap.err != nil {
+				s.log.Warn("event snapshot failed", "error", j.snap.err)
+			}
+			close(j.snap.done)
+		}
+	}
+}
+
+// renderSnapshot draws the scene on the frame (a writable copy when the decoder still references it)
+// and encodes it.
+func renderSnapshot(f *codec.Frame, sc overlay.Scene, quality int) ([]byte, error) {
+	if err := f.MakeWritable(); err != nil {
+		return nil, fmt.Errorf("snapshot: copy frame: %w", err)
+	}
+	im, err := overlay.FrameImage(f)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	im.Draw(sc, overlay.StyleFor(f.Height))
+	var buf bytes.Buffer
+	if err := codec.EncodeJPEG(&buf, f, quality); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// add queues b's frame for a snapshot that ids will share; false when the encoder is busy (the frame is
+// skipped: an event burst must never hold frames or time).
+func (s *snapshotStore) add(ids []string, b pipeline.EventBatch, zones []overlay.Zone) bool {
+	ref, err := b.Frame.Ref()
+	if err != nil {
+		return false
+	}
+	sc := overlay.Scene{Zones: zones, Boxes: make([]overlay.Box, 0, len(b.Tracks))}
+	for _, t := range b.Tracks {
+		sc.Boxes = append(sc.Boxes, overlay.Box{ID: t.ID, Class: t.Class, Label: t.Label, Score: t.Score,
+			X: t.Box.X, Y: t.Box.Y, W: t.Box.W, H: t.Box.H})
+	}
+	snap := &snapshot{done: make(chan struct{})}
+	select {
+	case s.jobs <- snapshotJob{frame: ref, scene: sc, snap: snap}:
+	default:
+		ref.Release()
+		s.mu.Lock()
+		s.skipped++
+		s.mu.Unlock()
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		s.byID[id] = snap
+		s.order = append(s.order, id)
+	}
+	for len(s.order) > s.keep {
+		delete(s.byID, s.order[0])
+		s.order = s.order[1:]
+	}
+	return true
+}
+
+// get waits (until ctx ends or snapshotWait) for id's JPEG.
+func (s *snapshotStore) get(ctx context.Context, id string) ([]byte, bool, error) {
+	s.mu.Lock()
+	snap, ok := s.byID[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false, nil
+	}
+	t := time.NewTimer(snapshotWait)
+	defer t.Stop()
+	select {
+	case <-snap.done:
+		return snap.jpeg, true, snap.err
+	case <-ctx.Done():
+		return nil, true, ctx.Err()
+	case <-t.C:
+		return nil, true, fmt.Errorf("snapshot still being encoded after %v", snapshotWait)
+	}
+}
+
+// publishEvents turns one analysed frame's rule events into alerts: ids, a snapshot of the frame (when
+// kept) and publication on the hub. It runs on the pipeline's goroutine and never blocks.
+func (rt *analyticsRuntime) publishEvents(b pipeline.EventBatch, zones []overlay.Zone) {
+	ids := make([]string, len(b.Events))
+	for i := range ids {
+		ids[i] = rt.hub.NextID()
+	}
+	withSnapshot := rt.snapshots != nil && b.Frame != nil && rt.snapshots.add(ids, b, zones)
+	for i, e := range b.Events {
+		ev := alerts.FromRule(e, b.RTPTime)
+		ev.ID = ids[i]
+		if withSnapshot {
+			ev.Snapshot = rt.publicURL + "/api/v1/events/" + url.PathEscape(ev.ID) + "/snapshot.jpg"
+		}
+		rt.hub.Publish(ev)
+	}
+}
+
+// eventSnapshot answers GET /api/v1/events/{id}/snapshot.jpg: the event's frame with the boxes and zones
+// drawn, as a JPEG.
+func (g *Gateway) eventSnapshot(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if g.analytics == nil || g.analytics.snapshots == nil {
+		writeError(w, http.StatusNotFound, "no_snapshot", "event snapshots are off (no analytics section, or alerts.snapshots: -1)")
+		return
+	}
+	jpeg, ok, err := g.analytics.snapshots.get(r.Context(), id)
+	switch {
+	case !ok:
+		writeError(w, http.StatusNotFound, "no_snapshot", "no snapshot for event "+quote(id)+" (unknown, too old, or skipped while the encoder was busy)")
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "snapshot_failed", "snapshot of event "+quote(id)+": "+err.Error())
+	default:
+		w.Header().Set("Content-Type", "image/jpeg")
+		w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+		_, _ = w.Write(jpeg)
+	}
+}
+
+// getEvent answers GET /api/v1/events/{id}.
+func (g *Gateway) getEvent(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if g.analytics != nil {
+		if e, ok := g.analytics.hub.Get(id); ok {
+			writeJSON(w, http.StatusOK, e)
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, "unknown_event", "no recent event with id "+quote(id))
+}
+
+// listWebhooks answers GET /api/v1/alerts/webhooks: each sink's counters.
+func (g *Gateway) listWebhooks(w http.ResponseWriter, r *http.Request) {
+	out := []alerts.WebhookStats{}
+	if g.analytics != nil {
+		for _, h := range g.analytics.webhooks {
+			out = append(out, h.Stats())
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"webhooks": out})
+}

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sightline/alerts"
+	"sightline/internal/testenv"
+)
+
+// A webhook configured in YAML receives the camera's zone events as signed JSON POSTs, with absolute
+// snapshot URLs (alerts.publicURL) that serve the event's JPEG; its counters are in the API; the first
+// attempts failing with 503 are retried.
+func TestWebhookSink(t *testing.T) {
+	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	var mu sync.Mutex
+	var got []alerts.Event
+	var bad []string
+	failFirst := 2
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if failFirst > 0 {
+			failFirst--
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if sig := r.Header.Get("X-Sightline-Signature"); sig != "sha256="+alerts.Sign("hook-secret", body) || r.Header.Get("X-Api-Key") != "k1" {
+			bad = append(bad, fmt.Sprintf("headers %v", r.Header))
+		}
+		var e alerts.Event
+		if err := json.Unmarshal(body, &e); err != nil {
+			bad = append(bad, err.Error())
+		}
+		got = append(got, e)
+	}))
+	defer hook.Close()
+
+	g, _ := startGatewayYAML(t, noAuth+fmt.Sprintf(`analytics: {fps: 5, model: /nonexistent/model.onnx}
+alerts:
+  publicURL: http://nvr.example.com:8080/
+  webhooks:
+    - name: test-hook
+      url: %s/hook
+      classes: [motion]
+      rules: [walkway]
+      secret: hook-secret
+      headers: {X-Api-Key: k1}
+      backoff: 10ms
+cameras:
+  - id: street
+    url: 'file://%s'
+    rules:
+      - {id: walkway, type: zone, polygon: [[0,0.4],[1,0.4],[1,1],[0,1]]}
+      - {id: ignored, type: zone, polygon: [[0,0],[1,0],[1,0.4],[0,0.4]], classes: [person]}
+`, hook.URL, clip))
+	base := "http://" + g.HTTPAddr()
+	waitFor(t, 20*time.Second, "3 webhook deliveries", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) >= 3
+	})
+	mu.Lock()
+	first, problems := got[0], bad
+	mu.Unlock()
+	if len(problems) > 0 {
+		t.Fatalf("webhook requests: %v", problems)
+	}
+	if first.Rule != "walkway" || first.Label != "motion" || first.ID == "" ||
+		first.Snapshot != "http://nvr.example.com:8080/api/v1/events/"+first.ID+"/snapshot.jpg" {
+		t.Fatalf("first event %+v", first)
+	}
+	checkJPEG(t, base+strings.TrimPrefix(first.Snapshot, "http://nvr.example.com:8080"), 1280, 720)
+
+	var sinks struct{ Webhooks []alerts.WebhookStats }
+	getJSON(t, base+"/api/v1/alerts/webhooks", &sinks)
+	if len(sinks.Webhooks) != 1 {
+		t.Fatalf("sinks %+v", sinks)
+	}
+	st := sinks.Webhooks[0]
+	if st.Name != "test-hook" || st.URL != hook.URL+"/hook" || st.Delivered < 3 || st.Retries != 2 || st.Failed != 0 {
+		t.Fatalf("webhook stats %+v", st)
+	}
+}
