@@ -46,7 +46,48 @@ func TestBrowserPlaysCameraOverWHEP(t *testing.T) {
 		`return document.querySelector('[data-camera="street"] .viewers').textContent === '1';`); err != nil {
 		b.Fatalf("tile never showed 1 viewer: %v", err)
 	}
+	// The tile shows what the browser measures itself: decoded fps and, with no capture time in this
+	// browser, the jitter buffer delay (labelled as such).
+	raw, err := b.Poll(context.Background(), 6*time.Second, `
+const tile = document.querySelector('[data-camera="street"]');
+const fps = tile.querySelector('.play-fps').textContent, lat = tile.querySelector('.latency').textContent;
+return fps !== '–' && lat !== '–' ? {fps, latency: tile.querySelector('.latency-label').textContent + ' ' + lat} : null;`)
+	if err != nil {
+		b.Fatalf("tile shows no playback stats: %v", err)
+	}
+	t.Logf("tile playback stats: %s", raw)
+	// Without an analytics section the alert feed says analytics is off (it learns why the socket failed).
+	if _, err := b.Poll(context.Background(), 6*time.Second,
+		`const a = window.sightline.alerts; return a.state === 'off' && document.getElementById('alerts-state').textContent === 'analytics off';`); err != nil {
+		diag, _ := b.Exec(`return {state: window.sightline.alerts.state, detail: window.sightline.alerts.detail};`)
+		b.Fatalf("alert feed does not say analytics off: %v (%s)", err, diag)
+	}
 	screenshot(t, b, "street-grid.png")
+
+	// Clicking the tile's name opens it large without a reload and keeps its session; Back returns.
+	if _, err := b.Exec(`window.__loaded = true; window.__pc = window.sightline.players.get('street').pc;
+document.querySelector('[data-camera="street"] .tile-link').click();`); err != nil {
+		b.Fatalf("%v", err)
+	}
+	for _, step := range []struct{ script, want string }{
+		{``, "?camera=street"},
+		{`history.back();`, ""},
+	} {
+		if step.script != "" {
+			if _, err := b.Exec(step.script); err != nil {
+				b.Fatalf("%v", err)
+			}
+		}
+		if _, err := b.Poll(context.Background(), 5*time.Second, `
+const [want] = arguments;
+const single = document.getElementById('grid').classList.contains('single');
+return location.search === want && single === (want !== '') && window.__loaded === true &&
+  window.sightline.players.get('street').pc === window.__pc;`, step.want); err != nil {
+			diag, _ := b.Exec(`return {search: location.search, single: document.getElementById('grid').className,
+loaded: window.__loaded === true, samePC: window.sightline.players.get('street')?.pc === window.__pc};`)
+			b.Fatalf("large view %q: %v (%s)", step.want, err, diag)
+		}
+	}
 
 	cam := waitCamera(t, api, base, "street", 5*time.Second, "streaming with one viewer", func(c cameraView) bool {
 		return c.Status.State == "streaming" && c.Viewers == 1

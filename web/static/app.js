@@ -164,15 +164,23 @@ class Player {
     this.metaCount++;
   }
 
-  // metaFor returns the meta of the frame with RTP timestamp rtp ({meta, matched: true}), else the
-  // latest meta while it is fresh ({meta, matched: false}), else null.
+  // metaFor returns what to draw on the painted frame with RTP timestamp rtp: its own meta
+  // ({matched: true}), else the newest meta of an earlier frame (normally the latest: the model's
+  // answer arrives after the raw frame was shown), else the latest one; never one older than
+  // META_STALE_MS. prior is the meta before the chosen one and dt the frame's distance from it in
+  // seconds, so that boxes can be carried forward along each track's motion.
   metaFor(rtp) {
-    const exact = Number.isFinite(rtp) ? this.metas.get(rtp >>> 0) : undefined;
-    if (exact) return { meta: exact, matched: true };
-    if (this.latestMeta && performance.now() - this.latestMetaAt <= META_STALE_MS) {
-      return { meta: this.latestMeta, matched: false };
+    if (!this.latestMeta || performance.now() - this.latestMetaAt > META_STALE_MS) return null;
+    if (!Number.isFinite(rtp)) return { meta: this.latestMeta, matched: false, prior: null, dt: 0 };
+    rtp >>>= 0;
+    const exact = this.metas.get(rtp);
+    if (exact) return { meta: exact, matched: true, prior: null, dt: 0 };
+    const list = [...this.metas.values()];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const ticks = (rtp - list[i].rtp) | 0; // signed: RTP timestamps wrap
+      if (ticks >= 0) return { meta: list[i], matched: false, prior: list[i - 1] || null, dt: ticks / 90000 };
     }
-    return null;
+    return { meta: this.latestMeta, matched: false, prior: null, dt: 0 };
   }
 
   // noteFrame takes a painted frame's requestVideoFrameCallback metadata.
@@ -393,6 +401,38 @@ function objectLabel(o) {
   return `${name}${id}${score}`;
 }
 
+const validBox = (b) => Array.isArray(b) && b.length === 4 && b.every(Number.isFinite);
+
+// predictedBoxes returns hit's objects with their boxes carried forward to the painted frame: a
+// tracked object seen in the prior meta too moves on at the same speed for up to PREDICT_MAX_S (the
+// annotated track does the same with the tracker's prediction). Untracked objects stay where found.
+const PREDICT_MAX_S = 0.5;
+function predictedBoxes(hit) {
+  const prior = new Map();
+  const span = hit.prior ? ((hit.meta.rtp - hit.prior.rtp) | 0) / 90000 : 0;
+  const dt = Math.min(hit.dt, PREDICT_MAX_S);
+  if (span > 0 && span <= 1 && dt > 0) {
+    for (const o of hit.prior.objects) if (o.id && validBox(o.box)) prior.set(o.id, o.box);
+  }
+  const out = [];
+  for (const o of hit.meta.objects) {
+    if (!validBox(o.box)) continue;
+    const before = o.id ? prior.get(o.id) : undefined;
+    let box = o.box;
+    if (before) {
+      const k = dt / span;
+      let [x, y, w, h] = box.map((v, i) => v + (v - before[i]) * k);
+      w = Math.max(0, w);
+      h = Math.max(0, h);
+      x = Math.min(Math.max(x, 0), 1 - w);
+      y = Math.min(Math.max(y, 0), 1 - h);
+      box = [x, y, Math.min(w, 1), Math.min(h, 1)];
+    }
+    out.push({ o, box });
+  }
+  return out;
+}
+
 // drawOverlay paints the boxes of the meta matching the painted frame md (requestVideoFrameCallback
 // metadata) onto the tile's canvas, in whole pixels so that edges keep their exact class colour.
 // tile.drawn records what was drawn (canvas pixels) for tests and diagnostics.
@@ -419,7 +459,7 @@ function drawOverlay(tile, player, md) {
   const py = (fy) => Math.round(r.y + fy * r.h);
   const hit = player.metaFor(md.rtpTimestamp);
   const drawn = {
-    rtp: md.rtpTimestamp, metaRtp: hit ? hit.meta.rtp : null, matched: !!(hit && hit.matched),
+    rtp: md.rtpTimestamp, metaRtp: hit ? hit.meta.rtp : null, matched: !!(hit && hit.matched), ahead: hit ? hit.dt : 0,
     content: r, width: cw, height: ch, boxes: [],
   };
   ctx.save();
@@ -442,13 +482,13 @@ function drawOverlay(tile, player, md) {
   if (hit) {
     if (hit.matched) player.matched++;
     else player.fallback++;
+    const boxes = predictedBoxes(hit);
     const t = Math.max(2, Math.round(2 * dpr)); // edge thickness
     const fontPx = Math.max(11, Math.round(12 * dpr));
     ctx.font = `${fontPx}px system-ui, sans-serif`;
     ctx.textBaseline = 'top';
-    for (const o of hit.meta.objects) {
-      if (!Array.isArray(o.box) || o.box.length !== 4 || !o.box.every(Number.isFinite)) continue;
-      const [bx, by, bw, bh] = o.box;
+    for (const { o, box } of boxes) {
+      const [bx, by, bw, bh] = box;
       const x0 = px(bx);
       const y0 = py(by);
       const x1 = px(bx + bw);
@@ -464,11 +504,12 @@ function drawOverlay(tile, player, md) {
       const lw = Math.ceil(ctx.measureText(text).width) + 2 * t;
       const lh = fontPx + t;
       const ly = y0 - lh >= r.y ? y0 - lh : y0; // above the box, or inside it at the top edge
-      ctx.fillRect(x0, ly, lw, lh);
+      const lx = Math.max(Math.round(r.x), Math.min(x0, Math.round(r.x + r.w) - lw)); // keep it in the picture
+      ctx.fillRect(lx, ly, lw, lh);
       const luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2];
       ctx.fillStyle = luma > 140 ? '#000' : '#fff';
-      ctx.fillText(text, x0 + t, ly + Math.round(t / 2));
-      drawn.boxes.push({ x0, y0, x1, y1, t, color, text, label: { x: x0, y: ly, w: lw, h: lh } });
+      ctx.fillText(text, lx + t, ly + Math.round(t / 2));
+      drawn.boxes.push({ x0, y0, x1, y1, t, color, text, label: { x: lx, y: ly, w: lw, h: lh } });
     }
   }
   ctx.restore();
