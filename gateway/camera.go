@@ -77,6 +77,8 @@ func (r *registry) add(cc CameraConfig, stopped bool) error {
 		return fmt.Errorf("camera %s: %w", cc.ID, errCameraExists)
 	}
 	cam := &camera{cfg: cc, raw: media.NewStream(cc.ID + "/raw"), stopped: stopped, meta: media.NewFanout[*media.Meta](cc.ID + "/meta")}
+	// The GOP cache lets the annotated track and snapshots show a current picture at once.
+	cam.raw.KeepGOP()
 	if cc.IsEnabled() {
 		src, err := r.newSource(cc, cam.raw)
 		if err != nil {

@@ -265,10 +265,14 @@ func snapshotVariant(annotated, variant string) (bool, error) {
 	return a || v, nil
 }
 
-// grabFrame decodes the stream's next keyframe into a picture the caller releases.
+// grabFrame returns the stream's current picture, which the caller releases: decoded from its GOP cache
+// when it keeps one (media.Stream.KeepGOP), else from its next keyframe.
 func grabFrame(ctx context.Context, s *media.Stream) (*codec.Frame, error) {
-	rd := s.NewReader(4)
+	rd := s.NewReaderFromGOP(4)
 	defer rd.Close()
+	if rd.Len() > 0 {
+		return decodeBacklog(ctx, s, rd)
+	}
 	s.RequestKeyframe()
 	var dec *codec.Decoder
 	defer func() {
@@ -316,4 +320,60 @@ func grabFrame(ctx context.Context, s *media.Stream) (*codec.Frame, error) {
 		}
 		return frames[0], nil
 	}
+}
+
+// decodeBacklog decodes the GOP backlog rd starts with (live access units that arrive meanwhile are left
+// alone) and returns its last picture.
+func decodeBacklog(ctx context.Context, s *media.Stream, rd *media.Reader) (*codec.Frame, error) {
+	n := rd.Len()
+	var dec *codec.Decoder
+	defer func() {
+		if dec != nil {
+			dec.Close()
+		}
+	}()
+	var last *codec.Frame
+	keep := func(frames []*codec.Frame) {
+		for _, f := range frames {
+			if last != nil {
+				last.Release()
+			}
+			last = f
+		}
+	}
+	var frames []*codec.Frame
+	for i := 0; i < n; i++ {
+		au, err := rd.Read(ctx)
+		if err != nil {
+			if last != nil {
+				last.Release()
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("read stream %s: %w", s.Name(), err)
+		}
+		if dec == nil {
+			if dec, err = codec.NewDecoder(codec.DecoderConfig{Codec: au.Codec, Params: s.Params(), Accel: codec.AccelSoftware}); err != nil {
+				return nil, fmt.Errorf("open decoder: %w", err)
+			}
+		}
+		frames, err = dec.Decode(au, frames[:0])
+		if err != nil && !errors.Is(err, codec.ErrCorrupt) {
+			if last != nil {
+				last.Release()
+			}
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+		keep(frames)
+	}
+	if dec != nil {
+		if flushed, err := dec.Flush(frames[:0]); err == nil {
+			keep(flushed)
+		}
+	}
+	if last == nil {
+		return nil, errors.New("decode: the cached GOP gave no picture")
+	}
+	return last, nil
 }

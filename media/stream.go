@@ -35,6 +35,8 @@ type Stream struct {
 	requester func()
 	observer  func(readers int, joined bool) // see observe.go
 
+	gop gopCache // see gop.go; off unless KeepGOP was called
+
 	frames       atomic.Uint64
 	bytes        atomic.Uint64
 	lastKeyframe atomic.Int64 // unix nanoseconds
@@ -108,6 +110,7 @@ func (s *Stream) Write(au *AccessUnit) {
 		au = s.withParamsLocked(au)
 		s.lastKeyframe.Store(time.Now().UnixNano())
 	}
+	s.gop.add(au)
 	s.frames.Add(1)
 	s.bytes.Add(uint64(au.Size()))
 	needKeyframe := false
@@ -174,6 +177,7 @@ func (s *Stream) Close() {
 		return
 	}
 	s.closed = true
+	s.gop.reset()
 	had := len(s.readers) > 0
 	for r := range s.readers {
 		r.closeFromStream()
@@ -219,12 +223,15 @@ func (s *Stream) Stats() StreamStats {
 // NewReader adds a reader with a queue of queueLen access units (DefaultQueueLen when ≤ 0). The reader
 // receives access units from the next keyframe on. On a closed stream the reader is returned closed.
 func (s *Stream) NewReader(queueLen int) *Reader {
+	return s.newReader(queueLen, false)
+}
+
+func (s *Stream) newReader(queueLen int, fromGOP bool) *Reader {
 	if queueLen <= 0 {
 		queueLen = DefaultQueueLen
 	}
 	r := &Reader{
 		stream:  s,
-		queue:   make([]*AccessUnit, queueLen),
 		notify:  make(chan struct{}, 1),
 		waitKey: true,
 	}
@@ -232,7 +239,19 @@ func (s *Stream) NewReader(queueLen int) *Reader {
 	if s.closed {
 		s.mu.Unlock()
 		r.closed = true
+		r.queue = make([]*AccessUnit, queueLen)
 		return r
+	}
+	var backlog []*AccessUnit
+	if fromGOP {
+		backlog = s.gop.aus
+	}
+	// The backlog must not push out the live frames that follow it.
+	r.queue = make([]*AccessUnit, queueLen+len(backlog))
+	if len(backlog) > 0 {
+		copy(r.queue, backlog)
+		r.count, r.waitKey = len(backlog), false
+		r.notify <- struct{}{}
 	}
 	s.readers[r] = struct{}{}
 	notify := s.notifyReadersLocked(true)
@@ -327,6 +346,14 @@ func (r *Reader) Read(ctx context.Context) (*AccessUnit, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Len returns how many access units wait in the reader's queue (a reader that is behind, e.g. working
+// through a GOP backlog, can skip work on frames that are already stale).
+func (r *Reader) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
 }
 
 // Dropped returns how many access units this reader lost to overflow.

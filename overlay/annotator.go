@@ -49,6 +49,9 @@ type Stats struct {
 	// Frames drawn and encoded; AccessUnits written to the annotated stream.
 	Frames      uint64
 	AccessUnits uint64
+	// Skipped counts frames decoded but not encoded because newer ones were waiting (a GOP backlog at
+	// start, or catching up after a stall).
+	Skipped uint64
 	// DecodeErrors counts corrupt raw access units (the decoder restarts at the next keyframe).
 	DecodeErrors uint64
 	// Decoder is the decoding path in use ("" before the first access unit); Encoder the libavcodec encoder.
@@ -238,12 +241,22 @@ func (p *pipeline) close() {
 	}
 }
 
+// staleAfter is how old (since it arrived) a raw access unit must be, with newer ones already queued, for
+// the annotator to decode it without drawing and encoding it: a GOP backlog or a stall is skipped
+// through at decoding speed, and the first encoded frame is a current one.
+const staleAfter = 100 * time.Millisecond
+
 // run reads, decodes, draws and encodes until ctx ends (nil) or the raw stream closes (errRawClosed).
+// It starts from the raw stream's GOP cache when there is one (media.Stream.KeepGOP): the first
+// annotated frame then follows the join by one decode of the GOP so far, not by up to a whole GOP.
 func (a *Annotator) run(ctx context.Context) error {
-	r := a.raw.NewReader(a.cfg.QueueLen)
+	started := time.Now()
+	r := a.raw.NewReaderFromGOP(a.cfg.QueueLen)
 	defer r.Close()
+	backlog := r.Len()
 	p := &pipeline{trails: newTrails(a.cfg.TrailLen)}
 	defer p.close()
+	first := true
 	for {
 		au, err := r.Read(ctx)
 		if errors.Is(err, media.ErrStreamClosed) {
@@ -257,6 +270,7 @@ func (a *Annotator) run(ctx context.Context) error {
 				return err
 			}
 		}
+		stale := !au.Received.IsZero() && time.Since(au.Received) > staleAfter && r.Len() > 0
 		p.frames, err = p.dec.Decode(au, p.frames[:0])
 		if err != nil {
 			if !errors.Is(err, codec.ErrCorrupt) {
@@ -266,9 +280,20 @@ func (a *Annotator) run(ctx context.Context) error {
 			a.log.Debug("corrupt access unit; waiting for a keyframe", "err", err)
 		}
 		for i, f := range p.frames {
+			if stale {
+				f.Release()
+				p.frames[i] = nil
+				a.update(func(s *Stats) { s.Skipped++ })
+				continue
+			}
 			err := a.annotate(p, f)
 			f.Release()
 			p.frames[i] = nil
+			if first && err == nil && p.enc != nil {
+				first = false
+				a.log.Debug("first annotated frame", "after", time.Since(started), "gop_backlog", backlog,
+					"skipped", a.Stats().Skipped)
+			}
 			if err != nil {
 				for _, g := range p.frames[i+1:] {
 					g.Release()

@@ -339,3 +339,46 @@ func TestAnnotatorRawClosed(t *testing.T) {
 	r.Close()
 	goroutinesSettle(t, base)
 }
+
+// With the raw stream's GOP cache, a joining reader's first annotated frame is the camera's latest
+// frame, encoded as an IDR at once: the backlog before it is decoded but not encoded. Without the cache
+// nothing comes until the camera's next keyframe.
+func TestAnnotatorStartsFromGOPCache(t *testing.T) {
+	base := runtime.NumGoroutine()
+	clip := syntheticClip(t, 640, 360, 100, 30) // one keyframe, then 29 frames that depend on it
+	for _, keep := range []bool{true, false} {
+		raw := media.NewStream("cam/raw")
+		if keep {
+			raw.KeepGOP()
+		}
+		old := time.Now().Add(-time.Second)
+		for _, src := range clip {
+			au := *src
+			au.Received = old
+			raw.Write(&au)
+		}
+		ann := NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware}, raw, nil, nil)
+		r := ann.Stream().NewReader(0)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		first, err := r.Read(ctx)
+		cancel()
+		st := ann.Stats()
+		r.Close()
+		ann.Close()
+		raw.Close()
+		if !keep {
+			if err == nil {
+				t.Fatalf("without a GOP cache the annotator produced a frame (rtp %d) before any new keyframe", first.RTPTime)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("no annotated frame from the GOP cache: %v", err)
+		}
+		last := clip[len(clip)-1]
+		if !first.Keyframe || first.RTPTime != last.RTPTime || st.Skipped != uint64(len(clip)-1) || st.Frames != 1 {
+			t.Fatalf("first annotated AU: keyframe %v rtp %d (latest raw %d); stats %+v", first.Keyframe, first.RTPTime, last.RTPTime, st)
+		}
+	}
+	goroutinesSettle(t, base)
+}
