@@ -20,17 +20,30 @@ import (
 // street clip, where people walk.
 const walkway = `{id: walkway, type: zone, polygon: [[0.1,0.5],[0.9,0.5],[0.9,1],[0.1,1]], classes: [person]}`
 
-// analyticsConfig is playbackConfig with analytics on: the real model and ONNX Runtime at 5 fps.
-func analyticsConfig(t *testing.T, cameras string, args ...any) string {
+// analyticsConfig is playbackConfig with analytics on (the real model and ONNX Runtime at 5 fps) and
+// the given auth section.
+func analyticsConfig(t *testing.T, auth, cameras string, args ...any) string {
 	model := testenv.Asset(t, "models/yolox_nano.onnx")
 	lib := testenv.ONNXLibrary(t)
 	return fmt.Sprintf(`
 http: {listen: 127.0.0.1:0}
-auth: {enabled: false}
+auth: %s
 webrtc: {udpPort: 0, loopbackOnly: true}
 analytics: {fps: 5, model: '%s', onnxLibrary: '%s'}
 cameras:
-`, model, lib) + fmt.Sprintf(cameras, args...)
+`, auth, model, lib) + fmt.Sprintf(cameras, args...)
+}
+
+// bearer adds "Authorization: Bearer <token>" to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }
 
 // overlayScript finds, in the tile's last overlay drawing, a box whose left edge midpoint and centre are
@@ -91,7 +104,7 @@ type overlayRead struct {
 func TestBrowserDrawsBoxesOverRawVideo(t *testing.T) {
 	checkGoroutines(t)
 	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
-	_, base := startGateway(t, analyticsConfig(t, `
+	_, base := startGateway(t, analyticsConfig(t, "{enabled: false}", `
   - id: street
     url: file://%s
 `, clip))
@@ -198,10 +211,11 @@ if (!t || t.variant !== variant || !t.firstDecoded) return null;
 return {post: t.post, answer: t.answer, firstDecoded: t.firstDecoded, variant: t.variant};`
 
 // joinScript (async) is a second, bare WHEP viewer of camera arguments[0]'s annotated track in the
-// page: it resolves to {answer, first}, ms from just before its POST to the answer and to its first
+// page (Bearer arguments[1]): it resolves to {answer, first}, ms from just before its POST to the answer and to its first
 // decoded frame (getStats every 20 ms), then leaves (DELETE).
 const joinScript = `
-const [id, done] = arguments;
+const [id, token, done] = arguments;
+const auth = {Authorization: 'Bearer ' + token};
 (async () => {
   const pc = new RTCPeerConnection();
   pc.addTransceiver('video', {direction: 'recvonly'});
@@ -217,7 +231,7 @@ const [id, done] = arguments;
   });
   const post = performance.now();
   const res = await fetch('/whep/' + encodeURIComponent(id) + '/annotated',
-    {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+    {method: 'POST', headers: {...auth, 'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
   if (res.status !== 201) throw new Error('WHEP ' + res.status + ': ' + await res.text());
   const session = new URL(res.headers.get('Location'), location.href).href;
   await pc.setRemoteDescription({type: 'answer', sdp: await res.text()});
@@ -232,7 +246,7 @@ const [id, done] = arguments;
   }
   pc.close();
   video.srcObject = null;
-  await fetch(session, {method: 'DELETE'});
+  await fetch(session, {method: 'DELETE', headers: auth});
   return {answer, first};
 })().then(done, (e) => done({error: String(e)}));`
 
@@ -269,7 +283,10 @@ func TestBrowserAnnotatedTrackMetaAndAlerts(t *testing.T) {
 	checkGoroutines(t)
 	mp4 := testenv.Asset(t, "camera/cam_street_1280x720_25fps.mp4")
 	cam := rtsptest.StartGStreamer(t, mp4, 0, "tcp")
-	g, base := startGateway(t, analyticsConfig(t, `
+	// Auth on: the page passes its ?token= on as a Bearer header (fetch), as the WebSocket subprotocol
+	// sightline.token.<token> (alert feed) and as ?token= on the snapshot <img>.
+	const token = "e2e-viewer-token"
+	g, base := startGateway(t, analyticsConfig(t, "{tokens: [{token: "+token+", role: viewer}]}", `
   - id: street
     url: %s
     transport: tcp
@@ -280,7 +297,8 @@ func TestBrowserAnnotatedTrackMetaAndAlerts(t *testing.T) {
 
 	// The Go subscriber listens from the start; its messages go to events until the test ends.
 	ctx, cancel := context.WithCancel(context.Background())
-	ws, res, err := websocket.Dial(ctx, "ws://"+g.HTTPAddr()+"/ws/alerts?camera=street", nil)
+	ws, res, err := websocket.Dial(ctx, "ws://"+g.HTTPAddr()+"/ws/alerts?camera=street",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
 	if err != nil {
 		cancel()
 		t.Fatalf("dial /ws/alerts: %v", err)
@@ -316,7 +334,7 @@ func TestBrowserAnnotatedTrackMetaAndAlerts(t *testing.T) {
 	subscribed := time.Now()
 
 	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
-	if err := b.Navigate(base + "/?variant=annotated"); err != nil {
+	if err := b.Navigate(base + "/?variant=annotated&token=" + token); err != nil {
 		b.Fatalf("%v", err)
 	}
 	raw, err := b.Poll(context.Background(), 20*time.Second, timingScript, "street", "annotated")
@@ -347,7 +365,7 @@ func TestBrowserAnnotatedTrackMetaAndAlerts(t *testing.T) {
 			First  float64 `json:"first"`
 			Error  string  `json:"error"`
 		}
-		raw, err := b.ExecAsync(joinScript, "street")
+		raw, err := b.ExecAsync(joinScript, "street", token)
 		if err == nil {
 			err = json.Unmarshal(raw, &j)
 		}
@@ -396,7 +414,8 @@ func TestBrowserAnnotatedTrackMetaAndAlerts(t *testing.T) {
 		t.Errorf("event %+v, want a walkway event for a person on camera street", ev)
 	}
 
-	// The page's alert feed lists the events too, newest first, and its snapshot loads when the event names one.
+	// The page's alert feed lists the events too, newest first, and the snapshot thumbnail loads (through
+	// the auth guard, with ?token=).
 	raw, err = b.Poll(context.Background(), 10*time.Second, `
 const feed = window.sightline.alerts;
 const li = document.querySelector('#alert-list .alert');
@@ -412,31 +431,33 @@ items: window.sightline.alerts.items.slice(0, 2)};`)
 	}
 	t.Logf("page alert feed: %s", raw)
 	if ev.Snapshot == "" {
-		t.Logf("events carry no snapshot URL yet: the feed shows them without a thumbnail")
+		t.Errorf("event %+v names no snapshot", ev)
 	}
 	screenshot(t, b, "street-annotated-alerts.png")
 
 	// Clicking an alert opens its camera large, in place: same page, same session.
 	raw, err = b.Exec(`window.__loaded = true; window.__pc = window.sightline.players.get('street').pc;
 document.querySelector('#alert-list .alert-open').click();
-return {single: document.getElementById('grid').classList.contains('single'), search: location.search};`)
+return {single: document.getElementById('grid').classList.contains('single'),
+  camera: new URLSearchParams(location.search).get('camera')};`)
 	if err != nil {
 		b.Fatalf("%v", err)
 	}
 	var focused struct {
 		Single bool   `json:"single"`
-		Search string `json:"search"`
+		Camera string `json:"camera"`
 	}
 	_ = json.Unmarshal(raw, &focused)
-	if !focused.Single || focused.Search != "?camera=street" {
+	if !focused.Single || focused.Camera != "street" {
 		t.Errorf("after clicking the alert: %s, want the large view of street", raw)
 	}
 	var same bool
 	if err := b.Eval(&same, `return window.__loaded === true && window.sightline.players.get('street').pc === window.__pc;`); err != nil || !same {
 		t.Errorf("the page reloaded or the player reconnected when the alert opened its camera (%v)", err)
 	}
-	api := &http.Client{Timeout: 5 * time.Second}
-	t.Cleanup(api.CloseIdleConnections)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	api := &http.Client{Timeout: 5 * time.Second, Transport: bearer{token, tr}}
 	c := waitCamera(t, api, base, "street", 5*time.Second, "watched", func(c cameraView) bool { return c.Viewers == 1 })
 	t.Logf("camera status: %+v", c)
 }

@@ -115,12 +115,13 @@ type rig struct {
 	stop func()
 }
 
-// newRig feeds a 640x360 synthetic camera (IDR every gop frames) at 100 frames/s into a raw stream and
-// puts an annotator on it with encoder GOP encGOP.
+// newRig feeds a 640x360 synthetic camera (IDR every gop frames) at 100 frames/s into a raw stream with
+// a GOP cache and puts an annotator on it with encoder GOP encGOP.
 func newRig(t testing.TB, gop, encGOP int, boxes BoxSource) *rig {
 	t.Helper()
 	clip := syntheticClip(t, 640, 360, gop, 2*gop)
 	raw := media.NewStream("cam/raw")
+	raw.KeepGOP() // as the gateway's cameras do: every start decodes a GOP backlog first
 	ctx, cancel := context.WithCancel(context.Background())
 	wait := feed(ctx, raw, clip, 10*time.Millisecond)
 	ann := NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware, GOP: encGOP}, raw, boxes, nil)

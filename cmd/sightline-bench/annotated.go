@@ -27,6 +27,7 @@ type annotatedConfig struct {
 	model         string
 	library       string
 	json          bool
+	saveJPEG      string
 	logLevel      slog.Level
 }
 
@@ -44,6 +45,7 @@ func annotatedFlags(args []string, stderr io.Writer) (annotatedConfig, error) {
 	fs.DurationVar(&c.detectorDelay, "detector-delay", 0, "sleep before every inference (e.g. 200ms: video must not wait for it)")
 	model, lib := modelFlags(fs)
 	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
+	fs.StringVar(&c.saveJPEG, "save-frame", "", "write the annotated track's 150th decoded picture to this JPEG file")
 	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -150,12 +152,12 @@ func runAnnotated(ctx context.Context, c annotatedConfig, progress io.Writer) (*
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	base := "http://" + g.HTTPAddr() + "/whep/cam1"
-	raw, err := dialDecoding(dialCtx, base, &clip.Visual)
+	raw, err := dialDecoding(dialCtx, base, &clip.Visual, "")
 	if err != nil {
 		return nil, err
 	}
 	defer raw.close()
-	ann, err := dialDecoding(dialCtx, base+"/annotated", &clip.Visual)
+	ann, err := dialDecoding(dialCtx, base+"/annotated", &clip.Visual, c.saveJPEG)
 	if err != nil {
 		return nil, err
 	}

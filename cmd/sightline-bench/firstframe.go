@@ -152,7 +152,7 @@ func firstFrameOnce(ctx context.Context, url string) (first, answer time.Duratio
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	t0 := time.Now()
-	v, err := dialDecoding(ctx, url, nil)
+	v, err := dialDecoding(ctx, url, nil, "")
 	if err != nil {
 		return 0, 0, err
 	}

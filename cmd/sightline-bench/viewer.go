@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -34,6 +35,9 @@ type decodingViewer struct {
 	visual *stamp.Visual // nil: do not read a visual stamp
 	done   chan struct{}
 	first  chan struct{}
+	// saveJPEG, when set before the first frame, is where the 150th decoded picture is written as JPEG
+	// (to look at what a track shows: boxes, stamp).
+	saveJPEG string
 
 	mu         sync.Mutex
 	closed     bool
@@ -44,13 +48,13 @@ type decodingViewer struct {
 }
 
 // dialDecoding opens a WHEP session on url (loopback only, PLI on start) and starts decoding.
-func dialDecoding(ctx context.Context, url string, visual *stamp.Visual) (*decodingViewer, error) {
+func dialDecoding(ctx context.Context, url string, visual *stamp.Visual, saveJPEG string) (*decodingViewer, error) {
 	dec, err := codec.NewDecoder(codec.DecoderConfig{Codec: media.CodecH264, Accel: codec.AccelSoftware})
 	if err != nil {
 		return nil, err
 	}
 	v := &decodingViewer{in: make(chan whepclient.Frame, 512), visual: visual, done: make(chan struct{}),
-		first: make(chan struct{})}
+		first: make(chan struct{}), saveJPEG: saveJPEG}
 	go v.decode(dec)
 	v.wc, err = whepclient.Dial(ctx, url, whepclient.Options{LoopbackOnly: true, SendPLI: true, OnFrame: v.onFrame})
 	if err != nil {
@@ -115,6 +119,9 @@ func (v *decodingViewer) decode(dec *codec.Decoder) {
 					d.Pos = int64(pos)
 				}
 			}
+			if v.saveJPEG != "" && len(v.frames) == 150 {
+				saveJPEG(v.saveJPEG, pic)
+			}
 			pic.Release()
 			if a, ok := arrived[d.RTP]; ok {
 				d.Arrived = a.CompleteAt
@@ -129,6 +136,15 @@ func (v *decodingViewer) decode(dec *codec.Decoder) {
 			v.mu.Unlock()
 		}
 	}
+}
+
+func saveJPEG(path string, pic *codec.Frame) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = codec.EncodeJPEG(f, pic, 85)
 }
 
 // firstDecoded is closed when the first picture has been decoded.
