@@ -222,6 +222,8 @@ const auth = {Authorization: 'Bearer ' + token};
   pc.createDataChannel('meta');
   const video = document.createElement('video');
   video.muted = true;
+  video.style.cssText = 'position: fixed; right: 0; bottom: 0; width: 160px; height: 90px;';
+  document.body.append(video); // rendered like the page's own player
   pc.ontrack = (ev) => { video.srcObject = new MediaStream([ev.track]); video.play().catch(() => {}); };
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((r) => {
@@ -246,6 +248,7 @@ const auth = {Authorization: 'Bearer ' + token};
   }
   pc.close();
   video.srcObject = null;
+  video.remove();
   await fetch(session, {method: 'DELETE', headers: auth});
   return {answer, first};
 })().then(done, (e) => done({error: String(e)}));`
