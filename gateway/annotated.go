@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"sightline/analytics/rules"
+	"sightline/codec"
 	"sightline/overlay"
 )
 
@@ -15,16 +16,28 @@ func (r *registry) annotatorFor(cam *camera, cc CameraConfig) *overlay.Annotator
 	if log == nil {
 		log = slog.Default()
 	}
-	return overlay.NewAnnotator(overlay.Config{Camera: cc.ID, Zones: zonesOf(cc.Rules), Warm: cc.AnnotatedWarm}, cam.raw,
-		&cameraBoxes{r: r, cam: cam}, log)
+	src := &cameraBoxes{r: r, cam: cam}
+	return overlay.NewAnnotator(overlay.Config{Camera: cc.ID, Zones: zonesOf(cc.Rules), Warm: cc.AnnotatedWarm, Frames: src},
+		cam.raw, src, log)
 }
 
-// cameraBoxes is the overlay's BoxSource for one camera: the tracks of the camera's current pipeline
-// predicted to the frame's PTS. It reads the pipeline under the registry's lock, since replacing a
-// camera swaps it.
+// cameraBoxes is the overlay's BoxSource and FrameSource for one camera: the tracks of the camera's
+// current pipeline predicted to the frame's PTS, and the frames that pipeline decodes (one decoder per
+// camera for analytics and the annotated track). It reads the pipeline under the registry's lock, since
+// replacing a camera swaps it.
 type cameraBoxes struct {
 	r   *registry
 	cam *camera
+}
+
+func (b *cameraBoxes) SubscribeFrames(fn func(*codec.Frame)) (func(), <-chan struct{}, bool) {
+	b.r.mu.RLock()
+	p := b.cam.pipe
+	b.r.mu.RUnlock()
+	if p == nil {
+		return func() {}, nil, false
+	}
+	return p.SubscribeFrames(fn)
 }
 
 func (b *cameraBoxes) Boxes(pts time.Duration) []overlay.Box {

@@ -18,8 +18,9 @@ import (
 // frame is a keyframe that decodes, frames keep coming with the camera's RTP timestamps, and the
 // annotator stops once the viewer leaves.
 //
-// Cold (the default), the annotator starts decoding at the camera's next keyframe and stops when the
-// viewer leaves; warm (annotatedWarm), it keeps decoding and only the encoder stops.
+// The annotator draws on the frames the analytics pipeline decodes (one decoder per camera). Cold (the
+// default) it starts with the viewer and stops when the viewer leaves; warm (annotatedWarm), it keeps
+// running and only the encoder stops.
 func TestWHEPAnnotated(t *testing.T) {
 	for _, warm := range []bool{false, true} {
 		t.Run(fmt.Sprintf("warm=%v", warm), func(t *testing.T) { testWHEPAnnotated(t, warm) })
@@ -142,6 +143,10 @@ cameras:
 	st := cam.ann.Stats()
 	if !st.Running || st.Frames < 50 || st.Encoder == "" {
 		t.Fatalf("annotator while watched: %+v", st)
+	}
+	// Analytics decodes every frame, so the annotator draws on those frames instead of decoding again.
+	if !st.SharedDecoder || st.Decoder != "shared" {
+		t.Fatalf("annotator decodes the camera a second time: %+v", st)
 	}
 
 	if err := v.Close(); err != nil {

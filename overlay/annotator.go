@@ -34,6 +34,9 @@ type Config struct {
 	TrailLen int
 	// QueueLen is the queue of the annotator's reader on the raw stream (default media.DefaultQueueLen).
 	QueueLen int
+	// Frames, when set, supplies decoded frames from the camera's analytics decoder while that runs;
+	// the annotator decodes the raw stream itself otherwise.
+	Frames FrameSource
 	// Warm keeps decoding the raw stream while nobody watches (the encoder still runs only while watched),
 	// so that a joining reader's first frame is the camera's next frame rather than the frame after the
 	// camera's next keyframe. Costs one decoder's CPU per camera.
@@ -54,9 +57,12 @@ type Stats struct {
 	Skipped uint64
 	// DecodeErrors counts corrupt raw access units (the decoder restarts at the next keyframe).
 	DecodeErrors uint64
-	// Decoder is the decoding path in use ("" before the first access unit); Encoder the libavcodec encoder.
+	// Decoder is the decoding path in use ("" before the first access unit; "shared" while frames come
+	// from Config.Frames); Encoder the libavcodec encoder.
 	Decoder string
-	Encoder string
+	// SharedDecoder is true while the frames come from Config.Frames.
+	SharedDecoder bool
+	Encoder       string
 	// LastError is the last error that stopped the pipeline ("" when none).
 	LastError string
 }
@@ -246,10 +252,42 @@ func (p *pipeline) close() {
 // through at decoding speed, and the first encoded frame is a current one.
 const staleAfter = 100 * time.Millisecond
 
-// run reads, decodes, draws and encodes until ctx ends (nil) or the raw stream closes (errRawClosed).
+// run annotates the shared decoder's frames while there is one (Config.Frames), else decodes the raw
+// stream itself (runOwn), until ctx ends (nil) or the raw stream closes (errRawClosed).
+func (a *Annotator) run(ctx context.Context) error {
+	for {
+		if a.cfg.Frames != nil {
+			if handled, err := a.runShared(ctx); handled {
+				return err
+			}
+		}
+		if err := a.runOwn(ctx); !errors.Is(err, errSharedAvailable) {
+			return err
+		}
+	}
+}
+
+// errSharedAvailable ends runOwn when Config.Frames starts offering frames (the analytics pipeline
+// started after the annotator).
+var errSharedAvailable = errors.New("shared decoder available")
+
+// sharedProbeEvery is how often runOwn checks whether Config.Frames offers frames now.
+const sharedProbeEvery = time.Second
+
+// sharedAvailable reports whether Config.Frames offers frames now.
+func (a *Annotator) sharedAvailable() bool {
+	if a.cfg.Frames == nil {
+		return false
+	}
+	cancel, _, ok := a.cfg.Frames.SubscribeFrames(func(*codec.Frame) {})
+	cancel()
+	return ok
+}
+
+// runOwn reads, decodes, draws and encodes until ctx ends (nil) or the raw stream closes (errRawClosed).
 // It starts from the raw stream's GOP cache when there is one (media.Stream.KeepGOP): the first
 // annotated frame then follows the join by one decode of the GOP so far, not by up to a whole GOP.
-func (a *Annotator) run(ctx context.Context) error {
+func (a *Annotator) runOwn(ctx context.Context) error {
 	started := time.Now()
 	r := a.raw.NewReaderFromGOP(a.cfg.QueueLen)
 	defer r.Close()
@@ -257,7 +295,15 @@ func (a *Annotator) run(ctx context.Context) error {
 	p := &pipeline{trails: newTrails(a.cfg.TrailLen)}
 	defer p.close()
 	first := true
+	probed := time.Now()
 	for {
+		if time.Since(probed) > sharedProbeEvery {
+			if a.sharedAvailable() {
+				a.log.Debug("shared decoder available; switching to it")
+				return errSharedAvailable
+			}
+			probed = time.Now()
+		}
 		au, err := r.Read(ctx)
 		if errors.Is(err, media.ErrStreamClosed) {
 			return errRawClosed

@@ -128,6 +128,7 @@ type Pipeline struct {
 	recvN  int
 	meter  media.Meter
 	reader *media.Reader
+	taps   frameTaps // see tap.go
 
 	tensorMu sync.Mutex
 	tensors  [][]float32 // free tensors
@@ -286,6 +287,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		p.st.State = "stopped"
 		p.mu.Unlock()
 	}()
+	p.startTaps()
+	defer p.stopTaps()
 	p.log.Info("analytics started", "detector", p.st.Detector, "fps", p.sampler.Config().FPS,
 		"motion_gate", p.cfg.Sampler.MotionGate, "keyframes_only", p.cfg.Sampler.KeyframesOnly, "rules", len(p.cfg.Rules))
 
@@ -333,6 +336,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			p.mu.Unlock()
 		}
 		for i, f := range frames {
+			p.tap(f)
 			p.frame(f)
 			f.Release()
 			frames[i] = nil

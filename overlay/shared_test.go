@@ -1,0 +1,178 @@
+package overlay
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"sightline/codec"
+	"sightline/media"
+)
+
+// decoderSource is a FrameSource as the analytics pipeline is one: its own real decoder on the raw
+// stream, handing every decoded frame to the subscribers until stopped.
+type decoderSource struct {
+	mu    sync.Mutex
+	subs  map[int]func(*codec.Frame)
+	next  int
+	ended chan struct{}
+	stop  func()
+}
+
+func startDecoderSource(t *testing.T, raw *media.Stream) *decoderSource {
+	t.Helper()
+	s := &decoderSource{subs: map[int]func(*codec.Frame){}, ended: make(chan struct{})}
+	r := raw.NewReader(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer r.Close()
+		dec, err := codec.NewDecoder(codec.DecoderConfig{Codec: media.CodecH264, Accel: codec.AccelSoftware})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer dec.Close()
+		var frames []*codec.Frame
+		for {
+			au, err := r.Read(ctx)
+			if err != nil {
+				return
+			}
+			frames, _ = dec.Decode(au, frames[:0])
+			for _, f := range frames {
+				s.mu.Lock()
+				for _, fn := range s.subs {
+					fn(f)
+				}
+				s.mu.Unlock()
+				f.Release()
+			}
+		}
+	}()
+	s.stop = func() {
+		cancel()
+		<-done
+		s.mu.Lock()
+		clear(s.subs)
+		close(s.ended)
+		s.mu.Unlock()
+	}
+	return s
+}
+
+func (s *decoderSource) SubscribeFrames(fn func(*codec.Frame)) (func(), <-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.ended:
+		return func() {}, nil, false
+	default:
+	}
+	id := s.next
+	s.next++
+	s.subs[id] = fn
+	return func() { s.mu.Lock(); delete(s.subs, id); s.mu.Unlock() }, s.ended, true
+}
+
+// With a FrameSource the annotator draws on its frames and never reads the raw stream itself; when the
+// source stops, it carries on with its own decoder; across both, frames keep coming and nothing leaks.
+func TestAnnotatorUsesSharedFrames(t *testing.T) {
+	base := runtime.NumGoroutine()
+	clip := syntheticClip(t, 640, 360, 10, 20)
+	raw := media.NewStream("cam/raw")
+	raw.KeepGOP()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := feed(ctx, raw, clip, 10*time.Millisecond)
+	src := startDecoderSource(t, raw)
+	ann := NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware, Frames: src}, raw, nil, nil)
+	defer func() {
+		ann.Close()
+		src.stop()
+		cancel()
+		wait()
+		raw.Close()
+		goroutinesSettle(t, base)
+	}()
+
+	r := ann.Stream().NewReader(0)
+	defer r.Close()
+	if first := readAU(t, r, 10*time.Second); !first.Keyframe {
+		t.Fatal("first annotated access unit is not a keyframe")
+	}
+	for i := 0; i < 20; i++ {
+		readAU(t, r, 5*time.Second)
+	}
+	if st := ann.Stats(); !st.SharedDecoder || st.Decoder != "shared" || raw.Stats().Readers != 1 {
+		t.Fatalf("with a frame source: %+v, raw readers %d (want only the source's)", st, raw.Stats().Readers)
+	}
+
+	src.stop() // the analytics pipeline went away: the annotator decodes for itself
+	eventually(t, "the annotator's own decoder", func() bool {
+		st := ann.Stats()
+		return !st.SharedDecoder && st.Decoder == "software" && raw.Stats().Readers == 1
+	})
+	for i := 0; i < 20; i++ {
+		readAU(t, r, 5*time.Second)
+	}
+	src.stop = func() {} // already stopped
+}
+
+// lateSource offers no frames until its decoder is set (the analytics pipeline starting after the
+// annotator, as with annotatedWarm).
+type lateSource struct {
+	mu  sync.Mutex
+	src *decoderSource
+}
+
+func (l *lateSource) SubscribeFrames(fn func(*codec.Frame)) (func(), <-chan struct{}, bool) {
+	l.mu.Lock()
+	s := l.src
+	l.mu.Unlock()
+	if s == nil {
+		return func() {}, nil, false
+	}
+	return s.SubscribeFrames(fn)
+}
+
+// An annotator that started on its own decoder moves to the shared frames once they are offered.
+func TestAnnotatorMovesToSharedFrames(t *testing.T) {
+	base := runtime.NumGoroutine()
+	clip := syntheticClip(t, 640, 360, 10, 20)
+	raw := media.NewStream("cam/raw")
+	raw.KeepGOP()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := feed(ctx, raw, clip, 10*time.Millisecond)
+	late := &lateSource{}
+	ann := NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware, Frames: late}, raw, nil, nil)
+	var src *decoderSource
+	defer func() {
+		ann.Close()
+		if src != nil {
+			src.stop()
+		}
+		cancel()
+		wait()
+		raw.Close()
+		goroutinesSettle(t, base)
+	}()
+	r := ann.Stream().NewReader(0)
+	defer r.Close()
+	for i := 0; i < 10; i++ {
+		readAU(t, r, 10*time.Second)
+	}
+	if st := ann.Stats(); st.SharedDecoder || st.Decoder != "software" {
+		t.Fatalf("before the source runs: %+v", st)
+	}
+	src = startDecoderSource(t, raw)
+	late.mu.Lock()
+	late.src = src
+	late.mu.Unlock()
+	eventually(t, "the annotator to use the shared frames", func() bool {
+		readAU(t, r, 5*time.Second)
+		return ann.Stats().SharedDecoder && raw.Stats().Readers == 1
+	})
+}
