@@ -206,3 +206,12 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// The configurations the project ships (make run, the compose harness) load and validate.
+func TestShippedConfigsAreValid(t *testing.T) {
+	for _, p := range []string{"../configs/sightline.yaml", "../configs/compose/sightline.yaml"} {
+		if _, err := LoadConfig(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+}
