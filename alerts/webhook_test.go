@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"sightline/internal/testenv"
 )
 
 // receiver is a real HTTP endpoint on loopback that records what it got and answers with the statuses
@@ -86,17 +88,6 @@ func run(t *testing.T, w *Webhook, hub *Hub) (stop func()) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func publish(h *Hub, cam string, n int) {
 	for i := range n {
 		h.Publish(Event{Type: "event", ID: h.NextID(), Camera: cam, Rule: "walkway", Label: "person", Count: i})
@@ -115,7 +106,7 @@ func TestWebhookDeliversInOrderSigned(t *testing.T) {
 	defer stop()
 	publish(hub, "yard", 2) // filtered out
 	publish(hub, "street", 5)
-	waitFor(t, "5 deliveries", func() bool { return w.Stats().Delivered == 5 })
+	testenv.WaitFor(t, 10*time.Second, "5 deliveries", func() bool { return w.Stats().Delivered == 5 })
 	got := r.events()
 	for i, e := range got {
 		if e.Camera != "street" || e.Count != i {
@@ -147,7 +138,7 @@ func TestWebhookRetriesThenDelivers(t *testing.T) {
 	stop := run(t, w, hub)
 	defer stop()
 	publish(hub, "street", 1)
-	waitFor(t, "delivery", func() bool { return w.Stats().Delivered == 1 })
+	testenv.WaitFor(t, 10*time.Second, "delivery", func() bool { return w.Stats().Delivered == 1 })
 	if st := w.Stats(); st.Retries != 2 || st.Failed != 0 || st.LastStatus != 200 || st.LastError != "" {
 		t.Fatalf("stats %+v", st)
 	}
@@ -175,14 +166,14 @@ func TestWebhookGivesUp(t *testing.T) {
 			stop := run(t, w, hub)
 			defer stop()
 			publish(hub, "street", 1)
-			waitFor(t, "give-up", func() bool { return w.Stats().Failed == 1 })
+			testenv.WaitFor(t, 10*time.Second, "give-up", func() bool { return w.Stats().Failed == 1 })
 			st := w.Stats()
 			if st.Retries != c.retries || st.Delivered != 0 || st.LastStatus != c.answers[len(c.answers)-1] || st.LastError == "" {
 				t.Fatalf("stats %+v", st)
 			}
 			// The next event goes through: a failed one does not wedge the sink.
 			publish(hub, "street", 1)
-			waitFor(t, "next delivery", func() bool { return w.Stats().Delivered == 1 })
+			testenv.WaitFor(t, 10*time.Second, "next delivery", func() bool { return w.Stats().Delivered == 1 })
 		})
 	}
 }
@@ -200,7 +191,7 @@ func TestWebhookStuckEndpointDropsAndNeverBlocks(t *testing.T) {
 	}
 	stop := run(t, w, hub)
 	publish(hub, "street", 1)
-	waitFor(t, "the first request to be in flight", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the first request to be in flight", func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.arrived == 1
@@ -213,7 +204,7 @@ func TestWebhookStuckEndpointDropsAndNeverBlocks(t *testing.T) {
 	close(r.block)
 	hub.Close()
 	r.srv.Close()
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+1 })
+	testenv.WaitFor(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before+1 })
 }
 
 func TestNewWebhookRejectsBadURLs(t *testing.T) {

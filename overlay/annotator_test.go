@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"sightline/codec"
+	"sightline/internal/testenv"
 	"sightline/media"
 )
 
@@ -86,17 +87,6 @@ func readAU(t testing.TB, r *media.Reader, timeout time.Duration) *media.AccessU
 	return au
 }
 
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func goroutinesSettle(t testing.TB, base int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -161,7 +151,7 @@ func TestAnnotatorRunsOnlyWhileWatched(t *testing.T) {
 		r.Close()
 		readAU(t, r2, 5*time.Second) // one reader left: still running
 		r2.Close()
-		eventually(t, "the annotator to stop after the last reader", func() bool {
+		testenv.WaitFor(t, 10*time.Second, "the annotator to stop after the last reader", func() bool {
 			return !rg.ann.Stats().Running && rg.raw.Stats().Readers == 0
 		})
 	}
@@ -296,7 +286,7 @@ func TestAnnotatorJoinLeaveNoLeak(t *testing.T) {
 		r := rg.ann.Stream().NewReader(0)
 		readAU(t, r, 10*time.Second)
 		r.Close()
-		eventually(t, "the annotator to stop", func() bool { return !rg.ann.Stats().Running })
+		testenv.WaitFor(t, 10*time.Second, "the annotator to stop", func() bool { return !rg.ann.Stats().Running })
 	}
 	const warmup = 50 // RSS settles (allocator arenas, heap) over the first few dozen cycles, then stays flat
 	for i := 0; i < warmup; i++ {
@@ -327,7 +317,7 @@ func TestAnnotatorRawClosed(t *testing.T) {
 	r := rg.ann.Stream().NewReader(0)
 	readAU(t, r, 10*time.Second)
 	rg.raw.Close() // the camera goes away: the pipeline ends, the annotated stream stays open and idle
-	eventually(t, "the pipeline to end", func() bool { return !rg.ann.Stats().Running })
+	testenv.WaitFor(t, 10*time.Second, "the pipeline to end", func() bool { return !rg.ann.Stats().Running })
 	rg.stop()
 	for {
 		if _, err := r.Read(context.Background()); err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"sightline/codec"
+	"sightline/internal/testenv"
 	"sightline/media"
 )
 
@@ -111,7 +112,7 @@ func TestAnnotatorUsesSharedFrames(t *testing.T) {
 	}
 
 	src.stop() // the analytics pipeline went away: the annotator decodes for itself
-	eventually(t, "the annotator's own decoder", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the annotator's own decoder", func() bool {
 		st := ann.Stats()
 		return !st.SharedDecoder && st.Decoder == "software" && raw.Stats().Readers == 1
 	})
@@ -171,7 +172,7 @@ func TestAnnotatorMovesToSharedFrames(t *testing.T) {
 	late.mu.Lock()
 	late.src = src
 	late.mu.Unlock()
-	eventually(t, "the annotator to use the shared frames", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the annotator to use the shared frames", func() bool {
 		readAU(t, r, 5*time.Second)
 		return ann.Stats().SharedDecoder && raw.Stats().Readers == 1
 	})

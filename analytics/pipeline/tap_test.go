@@ -8,6 +8,7 @@ import (
 
 	"sightline/analytics/sampler"
 	"sightline/codec"
+	"sightline/internal/testenv"
 	"sightline/media"
 )
 
@@ -53,7 +54,7 @@ func TestSubscribeFrames(t *testing.T) {
 			src.Write(au)
 		}
 		if !keyOnly {
-			waitFor(t, "30 tapped frames", func() bool { return n.Load() == int64(len(aus)) })
+			testenv.WaitFor(t, 10*time.Second, "30 tapped frames", func() bool { return n.Load() == int64(len(aus)) })
 			stop()
 			stop()
 			src.Write(aus[0])
@@ -77,16 +78,5 @@ func TestSubscribeFrames(t *testing.T) {
 			t.Fatal("subscribed after Run")
 		}
 		src.Close()
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

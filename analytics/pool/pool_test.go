@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"sightline/analytics"
+	"sightline/internal/testenv"
 )
 
 // fakeDetector is a mock Detector (the pool's scheduling is what is tested here; the real ONNX detector
@@ -79,17 +80,6 @@ func (o *outcomes) done(id float32, r analytics.Result, err error) {
 	o.ok = append(o.ok, id)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // A camera whose frames arrive faster than the detector runs keeps only the newest QueueLen frames:
 // the oldest are dropped (Done gets ErrDropped at once) and counted, Submit never blocks, and the frames
 // that do run come back in order.
@@ -125,7 +115,7 @@ func TestFullQueueDropsOldestAndNeverBlocks(t *testing.T) {
 	}
 	o.mu.Unlock()
 	close(det.gate)
-	waitFor(t, "frames 1, 8, 9", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return len(o.ok) == 3 })
+	testenv.WaitFor(t, 10*time.Second, "frames 1, 8, 9", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return len(o.ok) == 3 })
 	if fmt.Sprint(o.ok) != "[1 8 9]" {
 		t.Fatalf("analysed %v, want [1 8 9]", o.ok)
 	}
@@ -218,7 +208,7 @@ func TestBatchesAcrossCameras(t *testing.T) {
 		t.Fatalf("third batch %d frames, want 1 (a's last)", n)
 	}
 	det.gate <- struct{}{}
-	waitFor(t, "6 results", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return len(o.ok) == 6 })
+	testenv.WaitFor(t, 10*time.Second, "6 results", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return len(o.ok) == 6 })
 	if st := p.Stats(); st.Batches != 3 || st.Frames != 6 {
 		t.Fatalf("pool stats %+v", st)
 	}
@@ -238,7 +228,7 @@ func TestWorkersRunInParallel(t *testing.T) {
 	<-d1.calls
 	<-d1.calls // both running at once
 	close(d1.gate)
-	waitFor(t, "2 results", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return len(o.ok) == 2 })
+	testenv.WaitFor(t, 10*time.Second, "2 results", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return len(o.ok) == 2 })
 	p.Close()
 }
 
@@ -256,7 +246,7 @@ func TestCloseFailsQueuedAndLeaksNothing(t *testing.T) {
 	q.Submit(job(2, o.done))
 	closed := make(chan struct{})
 	go func() { q.Close(); close(closed) }()
-	waitFor(t, "queued frame failed", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return o.errs[2] != nil })
+	testenv.WaitFor(t, 10*time.Second, "queued frame failed", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return o.errs[2] != nil })
 	select {
 	case <-closed:
 		t.Fatal("Queue.Close returned while its frame was still running")
@@ -273,7 +263,7 @@ func TestCloseFailsQueuedAndLeaksNothing(t *testing.T) {
 	}
 	p.Close()
 	p.Close()
-	waitFor(t, "goroutines back", func() bool { return runtime.NumGoroutine() <= before })
+	testenv.WaitFor(t, 10*time.Second, "goroutines back", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestDetectorErrorReachesDone(t *testing.T) {
@@ -285,7 +275,7 @@ func TestDetectorErrorReachesDone(t *testing.T) {
 	q := p.Queue("a")
 	var o outcomes
 	q.Submit(job(1, o.done))
-	waitFor(t, "error", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return o.errs[1] != nil })
+	testenv.WaitFor(t, 10*time.Second, "error", func() bool { o.mu.Lock(); defer o.mu.Unlock(); return o.errs[1] != nil })
 	if st := q.Stats(); st.Errors != 1 {
 		t.Fatalf("stats %+v", st)
 	}

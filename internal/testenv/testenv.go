@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // RequireAllEnv is the environment variable that turns every would-be skip into a failure. `.ci/run`
@@ -67,4 +68,17 @@ func LookPath(t testing.TB, name, debianPackage string) string {
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// WaitFor polls cond every 5 ms until it holds, and fails the test naming what it waited for when it
+// still does not after timeout. It is for waiting on asynchronous state, never for timing assertions.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
