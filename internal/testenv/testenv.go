@@ -70,8 +70,8 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// WaitFor polls cond every 5 ms until it holds, and fails the test naming what it waited for when it
-// still does not after timeout. It is for waiting on asynchronous state, never for timing assertions.
+// WaitFor polls cond every 20 ms (gentle on servers that rate-limit polls) until it holds, and fails
+// the test naming what it waited for when it still does not after timeout. It is for waiting on asynchronous state, never for timing assertions.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -79,6 +79,6 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
