@@ -71,7 +71,8 @@ func RepoRoot() string {
 }
 
 // WaitFor polls cond every 20 ms (gentle on servers that rate-limit polls) until it holds, and fails
-// the test naming what it waited for when it still does not after timeout. It is for waiting on asynchronous state, never for timing assertions.
+// the test naming what it waited for when it still does not after timeout. It is for waiting on
+// asynchronous state, never for timing assertions.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
