@@ -148,6 +148,9 @@ cameras:
 	if !st.SharedDecoder || st.Decoder != "shared" {
 		t.Fatalf("annotator decodes the camera a second time: %+v", st)
 	}
+	if api := cameraStatus(t, g, "street").Annotated; !api.Running || !api.SharedDecoder || api.Frames == 0 {
+		t.Fatalf("GET /api/v1/cameras/street annotated: %+v", api)
+	}
 
 	if err := v.Close(); err != nil {
 		t.Fatal(err)

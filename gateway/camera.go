@@ -310,6 +310,14 @@ func (r *registry) analyticsStatus(c *camera) *pipeline.Status {
 	return &st
 }
 
+// annotatorStats returns the counters of the camera's annotator (decoder in use, frames, ...).
+func (r *registry) annotatorStats(c *camera) overlay.Stats {
+	r.mu.RLock()
+	a := c.ann
+	r.mu.RUnlock()
+	return a.Stats()
+}
+
 // annotated returns the camera's annotated stream.
 func (r *registry) annotated(c *camera) *media.Stream {
 	r.mu.RLock()

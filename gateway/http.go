@@ -12,6 +12,7 @@ import (
 	"sightline/analytics/rules"
 	"sightline/auth"
 	"sightline/media"
+	"sightline/overlay"
 	"sightline/rtsp"
 	"sightline/web"
 	"sightline/webrtc"
@@ -132,6 +133,8 @@ type cameraView struct {
 	Rules            []rules.Config     `json:"rules,omitempty"`
 	// Analytics is the camera's analytics status (absent when analytics is off or the camera disabled).
 	Analytics *pipeline.Status `json:"analytics,omitempty"`
+	// Annotated is what the camera's annotated track is doing (it runs only while watched).
+	Annotated overlay.Stats `json:"annotated"`
 }
 
 // viewerCounts returns the WebRTC sessions per camera and variant.
@@ -167,6 +170,7 @@ func (g *Gateway) viewWith(c *camera, viewers map[string]map[string]int) cameraV
 		Status:           st,
 		Rules:            cfg.Rules,
 		Analytics:        g.cameras.analyticsStatus(c),
+		Annotated:        g.cameras.annotatorStats(c),
 	}
 }
 

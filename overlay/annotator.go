@@ -46,25 +46,25 @@ type Config struct {
 // Stats counts what an Annotator did.
 type Stats struct {
 	// Running is true while the annotator reads the raw stream.
-	Running bool
+	Running bool `json:"running"`
 	// Starts counts how often it started reading (first reader after none, or Warm).
-	Starts uint64
+	Starts uint64 `json:"starts"`
 	// Frames drawn and encoded; AccessUnits written to the annotated stream.
-	Frames      uint64
-	AccessUnits uint64
+	Frames      uint64 `json:"frames"`
+	AccessUnits uint64 `json:"accessUnits"`
 	// Skipped counts frames decoded but not encoded because newer ones were waiting (a GOP backlog at
 	// start, or catching up after a stall).
-	Skipped uint64
+	Skipped uint64 `json:"skipped"`
 	// DecodeErrors counts corrupt raw access units (the decoder restarts at the next keyframe).
-	DecodeErrors uint64
+	DecodeErrors uint64 `json:"decodeErrors"`
 	// Decoder is the decoding path in use ("" before the first access unit; "shared" while frames come
 	// from Config.Frames); Encoder the libavcodec encoder.
-	Decoder string
+	Decoder string `json:"decoder,omitempty"`
 	// SharedDecoder is true while the frames come from Config.Frames.
-	SharedDecoder bool
-	Encoder       string
+	SharedDecoder bool   `json:"sharedDecoder"`
+	Encoder       string `json:"encoder,omitempty"`
 	// LastError is the last error that stopped the pipeline ("" when none).
-	LastError string
+	LastError string `json:"lastError,omitempty"`
 }
 
 // Annotator publishes a camera's annotated stream: it reads the raw stream with its own reader, decodes
