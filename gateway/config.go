@@ -107,6 +107,10 @@ type HTTPConfig struct {
 	// AllowOrigins lists the other origins browsers may call from (CORS and WebSocket Origin checks).
 	// Default: none (same origin only); "*" allows any.
 	AllowOrigins []string `yaml:"allowOrigins"`
+	// TrustedProxies are the reverse proxies (IPs or CIDRs) whose X-Forwarded-For is believed: a request
+	// from one of them counts (rate limits, logs) as coming from the nearest address in that header that
+	// is not itself a trusted proxy. Default: none (every peer is the client).
+	TrustedProxies []string `yaml:"trustedProxies"`
 }
 
 // LogConfig configures structured logging.
@@ -389,7 +393,7 @@ func applyDefaults(cfg *Config) *Config {
 
 // envKeys lists the SIGHTLINE_* overrides applyEnv knows. Cameras are configured in the file only.
 var envKeys = []string{
-	"SIGHTLINE_HTTP_LISTEN", "SIGHTLINE_HTTP_ALLOWORIGINS", "SIGHTLINE_AUTH_ENABLED",
+	"SIGHTLINE_HTTP_LISTEN", "SIGHTLINE_HTTP_ALLOWORIGINS", "SIGHTLINE_HTTP_TRUSTEDPROXIES", "SIGHTLINE_AUTH_ENABLED",
 	"SIGHTLINE_LOG_LEVEL", "SIGHTLINE_LOG_FORMAT",
 	"SIGHTLINE_WEBRTC_UDPPORT", "SIGHTLINE_WEBRTC_LOOPBACKONLY", "SIGHTLINE_WEBRTC_NAT1TO1IPS",
 	"SIGHTLINE_WEBRTC_ADDITIONALHOSTS", "SIGHTLINE_WEBRTC_MAXSESSIONS",
@@ -410,6 +414,8 @@ func applyEnv(cfg *Config, environ []string) error {
 			cfg.HTTP.Listen = v
 		case "SIGHTLINE_HTTP_ALLOWORIGINS":
 			cfg.HTTP.AllowOrigins = splitList(v)
+		case "SIGHTLINE_HTTP_TRUSTEDPROXIES":
+			cfg.HTTP.TrustedProxies = splitList(v)
 		case "SIGHTLINE_AUTH_ENABLED":
 			var b bool
 			if b, err = strconv.ParseBool(v); err == nil {
@@ -470,6 +476,11 @@ func (cfg *Config) Validate() error {
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
 			return keyErr(fmt.Sprintf("http.allowOrigins[%d]", i), "%q is not an origin like https://example.com or \"*\"", o)
+		}
+	}
+	for i, p := range cfg.HTTP.TrustedProxies {
+		if _, err := parseProxy(p); err != nil {
+			return keyErr(fmt.Sprintf("http.trustedProxies[%d]", i), "%q is not an IP address or CIDR (e.g. 10.0.0.0/8)", p)
 		}
 	}
 	switch cfg.Log.Level {

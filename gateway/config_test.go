@@ -63,6 +63,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown camera key", "cameras: [{id: a, url: 'file:/x', urll: x}]\n", "cameras[0].urll", "unknown key"},
 		{"bad listen", "http: {listen: '8080'}\n", "http.listen", "not host:port"},
 		{"bad origin", "http: {allowOrigins: ['example.com']}\n", "http.allowOrigins[0]", "not an origin"},
+		{"bad proxy", "http: {trustedProxies: [10.0.0.0/8, proxy.lan]}\n", "http.trustedProxies[1]", "not an IP address or CIDR"},
 		{"bad level", "log: {level: loud}\n", "log.level", "not one of"},
 		{"bad format", "log: {format: xml}\n", "log.format", "not one of"},
 		{"bad port", "webrtc: {udpPort: 70000}\n", "webrtc.udpPort", "not a port"},

@@ -34,6 +34,7 @@ type Gateway struct {
 	auth     *auth.Authenticator // nil when auth is disabled
 	metrics  *metrics.Registry
 	limits   *limiters
+	proxies  proxies // http.trustedProxies
 	// probeSlots bounds the POST /api/v1/probe requests running at once.
 	probeSlots chan struct{}
 
@@ -72,7 +73,7 @@ func New(cfg *Config, log *slog.Logger, opts ...Option) (_ *Gateway, err error) 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	g := &Gateway{cfg: cfg, log: log, statePath: cfg.statePath()}
+	g := &Gateway{cfg: cfg, log: log, statePath: cfg.statePath(), proxies: newProxies(cfg.HTTP.TrustedProxies)}
 	g.cameras = newRegistry(log, func(cc CameraConfig, out *media.Stream) (source, error) {
 		return newSource(cfg, cc, out, log.With("camera", cc.ID))
 	})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -92,12 +93,65 @@ func (l *limiters) allow(ip string, class limitClass, now time.Time) bool {
 	return c.lim.AllowN(now, 1)
 }
 
-// clientIP is the peer's address. X-Forwarded-For is not trusted: behind a proxy every client shares
-// the proxy's bucket, which fails safe.
-func clientIP(r *http.Request) string {
+// proxies are the trusted reverse proxies (http.trustedProxies).
+type proxies []netip.Prefix
+
+// parseProxy parses an IP or CIDR.
+func parseProxy(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func newProxies(list []string) proxies {
+	var ps proxies
+	for _, s := range list {
+		if p, err := parseProxy(s); err == nil { // validated
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+func (ps proxies) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the address a request counts as coming from: the peer, or, when the peer is a trusted
+// proxy, the nearest X-Forwarded-For address that is not a trusted proxy itself (addresses further
+// left were written by the client and prove nothing). Without trusted proxies the header is ignored:
+// behind an untrusted proxy every client shares the proxy's bucket, which fails safe.
+func (ps proxies) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if len(ps) == 0 || err != nil || !ps.trusted(peer) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return host // a malformed hop: do not guess past it
+		}
+		if !ps.trusted(a) {
+			return a.Unmap().String()
+		}
 	}
 	return host
 }
@@ -161,13 +215,13 @@ func (g *Gateway) guard(next http.Handler) http.Handler {
 			}
 			g.metrics.ObserveRequest(route, status, time.Since(start), pol.ws)
 			g.log.Debug("http request", "method", r.Method, "route", route, "status", status,
-				"remote", clientIP(r), "ms", time.Since(start).Milliseconds())
+				"remote", g.proxies.clientIP(r), "ms", time.Since(start).Milliseconds())
 		}()
 		if r.Method == http.MethodOptions {
 			next.ServeHTTP(rec, r) // preflights carry no credentials and change nothing
 			return
 		}
-		ip := clientIP(r)
+		ip := g.proxies.clientIP(r)
 		if pol.limit != limitNone && !g.limits.allow(ip, pol.limit, start) {
 			name := map[limitClass]string{limitAPI: "api", limitWHEP: "whep"}[pol.limit]
 			g.metrics.RateLimited(name)

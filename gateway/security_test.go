@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -674,5 +675,59 @@ func TestCORSSameOriginByDefault(t *testing.T) {
 	resp.Body.Close()
 	if v := resp.Header.Get("Access-Control-Allow-Origin"); v != "" {
 		t.Fatalf("Access-Control-Allow-Origin %q by default", v)
+	}
+}
+
+func TestClientIPBehindTrustedProxies(t *testing.T) {
+	ps := newProxies([]string{"10.0.0.0/8", "127.0.0.1"})
+	for _, c := range []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"203.0.113.9:5000", []string{"198.51.100.1"}, "203.0.113.9"},                   // untrusted peer: header ignored
+		{"127.0.0.1:5000", nil, "127.0.0.1"},                                            // trusted, no header
+		{"127.0.0.1:5000", []string{"198.51.100.1"}, "198.51.100.1"},                    // one proxy
+		{"127.0.0.1:5000", []string{"6.6.6.6, 198.51.100.1, 10.1.2.3"}, "198.51.100.1"}, // chain: nearest untrusted
+		{"127.0.0.1:5000", []string{"6.6.6.6", "198.51.100.1"}, "198.51.100.1"},         // several headers
+		{"127.0.0.1:5000", []string{"10.0.0.1, 10.0.0.2"}, "127.0.0.1"},                 // only proxies
+		{"127.0.0.1:5000", []string{"198.51.100.1, not-an-ip"}, "127.0.0.1"},            // malformed nearest hop
+		{"[::ffff:127.0.0.1]:5000", []string{"2001:db8::1"}, "2001:db8::1"},             // v4-mapped peer
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.peer
+		for _, v := range c.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := ps.clientIP(r); got != c.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: %s, want %s", c.peer, c.xff, got, c.want)
+		}
+	}
+	if got := proxies(nil).clientIP(&http.Request{RemoteAddr: "127.0.0.1:1", Header: http.Header{"X-Forwarded-For": {"1.2.3.4"}}}); got != "127.0.0.1" {
+		t.Errorf("no trusted proxies: %s", got)
+	}
+}
+
+// Behind a trusted proxy each forwarded client has its own rate-limit bucket.
+func TestRateLimitsBehindTrustedProxy(t *testing.T) {
+	g, _ := startGatewayYAML(t, "http: {listen: '127.0.0.1:0', trustedProxies: [127.0.0.1]}\n"+noAuth+
+		"limits: {apiRate: 0.001, apiBurst: 2}\n")
+	get := func(client string) int {
+		req, _ := http.NewRequest("GET", "http://"+g.HTTPAddr()+"/api/v1/cameras", nil)
+		req.Header.Set("X-Forwarded-For", client)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i, want := range []int{200, 200, 429} {
+		if code := get("198.51.100.1"); code != want {
+			t.Fatalf("client 1 request %d: %d, want %d", i, code, want)
+		}
+	}
+	if code := get("198.51.100.2"); code != 200 {
+		t.Fatalf("another client behind the same proxy: %d, want 200 (own bucket)", code)
 	}
 }
