@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -21,35 +19,21 @@ type alertsConfig struct {
 	duration     time.Duration
 	model        string
 	library      string
-	json         bool
-	logLevel     slog.Level
+	outputFlags
 }
 
 func alertsFlags(args []string, stderr io.Writer) (alertsConfig, error) {
-	fs := flag.NewFlagSet("alerts", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c := alertsConfig{}
+	fs := newModeFlags("alerts", stderr, &c.outputFlags)
 	fs.StringVar(&c.clip, "clip", defaultClip(), "Annex-B H.264 clip to publish (looped)")
 	fs.Float64Var(&c.fps, "fps", 25, "publishing frame rate")
 	fs.Float64Var(&c.analyticsFPS, "analytics-fps", 5, "analysed frames per second (analytics.fps)")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "measurement window")
-	model, lib := modelFlags(fs)
-	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
-	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
-	if err := fs.Parse(args); err != nil {
+	modelFlags(fs.FlagSet, &c.model, &c.library)
+	if err := fs.parse(args); err != nil {
 		return c, err
 	}
-	c.model, c.library = *model, *lib
-	if err := c.logLevel.UnmarshalText([]byte(*ll)); err != nil {
-		return c, fmt.Errorf("-log-level: %w", err)
-	}
-	if c.duration <= 0 || c.duration > time.Hour {
-		return c, fmt.Errorf("-duration %v: want (0, 1h]", c.duration)
-	}
-	if c.analyticsFPS <= 0 || c.analyticsFPS > 30 {
-		return c, fmt.Errorf("-analytics-fps %g: want (0, 30]", c.analyticsFPS)
-	}
-	return c, nil
+	return c, firstError(checkDuration(c.duration), checkAnalyticsFPS(c.analyticsFPS))
 }
 
 // alertRules are the demo configuration's rules (configs/sightline.yaml): a zone over the walkway and a

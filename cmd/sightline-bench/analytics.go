@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,24 +12,7 @@ import (
 
 	"sightline/analytics"
 	"sightline/analytics/pipeline"
-	"sightline/internal/testenv"
 )
-
-// modelFlags registers -model and -onnx-library (defaults as in `cameras`: the shared assets' YOLOX-Nano
-// and the library `make onnxruntime` puts under var/onnxruntime/).
-func modelFlags(fs *flag.FlagSet) (model, library *string) {
-	assets := testenv.AssetsDir()
-	if assets == "" {
-		assets = filepath.Join("..", "shared", "assets")
-	}
-	lib := os.Getenv(testenv.ONNXLibraryEnv)
-	if lib == "" {
-		lib = testenv.ONNXLibraryRel
-	}
-	model = fs.String("model", filepath.Join(assets, "models", "yolox_nano.onnx"), "ONNX model")
-	library = fs.String("onnx-library", lib, "libonnxruntime.so.1")
-	return model, library
-}
 
 // checkModel makes sure the model and library exist, with a hint when they do not.
 func checkModel(model, library string) error {

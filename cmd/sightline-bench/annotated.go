@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"time"
 
@@ -26,15 +24,13 @@ type annotatedConfig struct {
 	detectorDelay time.Duration
 	model         string
 	library       string
-	json          bool
 	saveJPEG      string
-	logLevel      slog.Level
+	outputFlags
 }
 
 func annotatedFlags(args []string, stderr io.Writer) (annotatedConfig, error) {
-	fs := flag.NewFlagSet("annotated", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c := annotatedConfig{}
+	fs := newModeFlags("annotated", stderr, &c.outputFlags)
 	fs.StringVar(&c.clip, "clip", defaultClip(), "Annex-B H.264 clip the stamped source is made from")
 	fs.IntVar(&c.fps, "fps", 30, "publishing frame rate of the stamped source")
 	fs.IntVar(&c.loop, "loop", 300, "frames in the stamped loop (its visual stamp is the position in the loop)")
@@ -43,16 +39,10 @@ func annotatedFlags(args []string, stderr io.Writer) (annotatedConfig, error) {
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement window")
 	fs.DurationVar(&c.warmup, "warmup", 3*time.Second, "unmeasured time after both viewers decoded their first frame")
 	fs.DurationVar(&c.detectorDelay, "detector-delay", 0, "sleep before every inference (e.g. 200ms: video must not wait for it)")
-	model, lib := modelFlags(fs)
-	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
+	modelFlags(fs.FlagSet, &c.model, &c.library)
 	fs.StringVar(&c.saveJPEG, "save-frame", "", "write the annotated track's 150th decoded picture to this JPEG file")
-	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return c, err
-	}
-	c.model, c.library = *model, *lib
-	if err := c.logLevel.UnmarshalText([]byte(*ll)); err != nil {
-		return c, fmt.Errorf("-log-level: %w", err)
 	}
 	switch {
 	case c.fps < 1 || c.fps > 120:
@@ -61,14 +51,14 @@ func annotatedFlags(args []string, stderr io.Writer) (annotatedConfig, error) {
 		return c, fmt.Errorf("-loop %d: want %d..3600 (at least one second)", c.loop, c.fps)
 	case c.gop < 1 || c.loop%c.gop != 0:
 		return c, fmt.Errorf("-gop %d: want a divisor of -loop %d", c.gop, c.loop)
-	case c.duration <= 0 || c.duration > time.Hour:
-		return c, fmt.Errorf("-duration %v: want (0, 1h]", c.duration)
-	case c.detectorDelay < 0 || c.detectorDelay > 10*time.Second:
-		return c, fmt.Errorf("-detector-delay %v: want [0, 10s]", c.detectorDelay)
-	case c.analyticsFPS <= 0 || c.analyticsFPS > 30:
-		return c, fmt.Errorf("-analytics-fps %g: want (0, 30]", c.analyticsFPS)
 	}
-	return c, nil
+	if err := checkDuration(c.duration); err != nil {
+		return c, err
+	}
+	if c.detectorDelay < 0 || c.detectorDelay > 10*time.Second {
+		return c, fmt.Errorf("-detector-delay %v: want [0, 10s]", c.detectorDelay)
+	}
+	return c, checkAnalyticsFPS(c.analyticsFPS)
 }
 
 // annotatedReader is one viewer's figures over the window.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +18,6 @@ import (
 	"sightline/analytics/pool"
 	"sightline/analytics/sampler"
 	"sightline/filesource"
-	"sightline/internal/testenv"
 	"sightline/media"
 )
 
@@ -39,8 +37,7 @@ type camerasConfig struct {
 }
 
 func camerasFlags(args []string, stderr io.Writer) (camerasConfig, error) {
-	fs := flag.NewFlagSet("cameras", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("cameras", stderr)
 	n := fs.String("n", "4,8,10,12", "camera counts to run, one after another")
 	c := camerasConfig{}
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measured time per camera count")
@@ -49,16 +46,7 @@ func camerasFlags(args []string, stderr io.Writer) (camerasConfig, error) {
 	fs.IntVar(&c.workers, "workers", 2, "model sessions shared by all cameras (analytics.workers)")
 	fs.IntVar(&c.threads, "threads", 1, "ONNX Runtime intra-op threads per session")
 	fs.IntVar(&c.queue, "queue", pool.DefaultQueueLen, "per-camera inference queue (analytics.queueLen)")
-	assets := testenv.AssetsDir()
-	if assets == "" {
-		assets = filepath.Join("..", "shared", "assets")
-	}
-	fs.StringVar(&c.model, "model", filepath.Join(assets, "models", "yolox_nano.onnx"), "ONNX model")
-	lib := os.Getenv(testenv.ONNXLibraryEnv)
-	if lib == "" {
-		lib = testenv.ONNXLibraryRel
-	}
-	fs.StringVar(&c.library, "onnx-library", lib, "libonnxruntime.so.1")
+	modelFlags(fs, &c.model, &c.library)
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -67,8 +55,7 @@ func camerasFlags(args []string, stderr io.Writer) (camerasConfig, error) {
 	if c.counts, err = parseViewers(*n); err != nil {
 		return c, fmt.Errorf("-n: %w", err)
 	}
-	c.clips = []string{filepath.Join(assets, "camera", "cam_street_1280x720_25fps.h264"),
-		filepath.Join(assets, "camera", "cam_person_ccby_1280x720_25fps.h264")}
+	c.clips = []string{defaultClip(), filepath.Join(assetsDir(), "camera", "cam_person_ccby_1280x720_25fps.h264")}
 	return c, nil
 }
 

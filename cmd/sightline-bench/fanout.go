@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,10 +30,9 @@ type fanoutConfig struct {
 	duration       time.Duration
 	clientsProcess bool
 	dialParallel   int
-	json           bool
-	logLevel       slog.Level
 	cpuProfile     string
 	blockProfile   string
+	outputFlags
 }
 
 func parseViewers(s string) ([]int, error) {
@@ -51,9 +48,8 @@ func parseViewers(s string) ([]int, error) {
 }
 
 func fanoutFlags(args []string, stderr io.Writer) (fanoutConfig, error) {
-	fs := flag.NewFlagSet("fanout", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c := fanoutConfig{}
+	fs := newModeFlags("fanout", stderr, &c.outputFlags)
 	fs.StringVar(&c.clip, "clip", defaultClip(), "Annex-B H.264 clip to publish (looped)")
 	fs.Float64Var(&c.fps, "fps", 25, "publishing frame rate")
 	fs.StringVar(&c.transport, "transport", "tcp", "RTSP transport Sightline pulls with: tcp or udp")
@@ -61,25 +57,17 @@ func fanoutFlags(args []string, stderr io.Writer) (fanoutConfig, error) {
 	fs.DurationVar(&c.duration, "duration", 15*time.Second, "measurement window per viewer count")
 	fs.BoolVar(&c.clientsProcess, "clients-process", false, "run the viewers in a child process, so the CPU figure is Sightline's (plus the publisher) alone")
 	fs.IntVar(&c.dialParallel, "dial-parallel", 16, "viewers connecting at once")
-	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process over each run's window to FILE (FILE.<viewers> when several counts run)")
 	fs.StringVar(&c.blockProfile, "blockprofile", "", "record blocking and mutex contention over the runs; write FILE.block and FILE.mutex at the end")
-	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return c, err
-	}
-	if err := c.logLevel.UnmarshalText([]byte(*ll)); err != nil {
-		return c, fmt.Errorf("-log-level: %w", err)
 	}
 	var err error
 	if c.viewers, err = parseViewers(*v); err != nil {
 		return c, err
 	}
-	if c.transport != "tcp" && c.transport != "udp" {
-		return c, fmt.Errorf("-transport %q: want tcp or udp", c.transport)
-	}
-	if c.duration <= 0 || c.duration > time.Hour {
-		return c, fmt.Errorf("-duration %v: want (0, 1h]", c.duration)
+	if err := firstError(checkTransport(c.transport), checkDuration(c.duration)); err != nil {
+		return c, err
 	}
 	if c.dialParallel < 1 {
 		c.dialParallel = 1
@@ -499,8 +487,7 @@ func runChildViewers(ctx context.Context, url string, n int, c fanoutConfig, pid
 
 // runFanoutClients is the child side of -clients-process.
 func runFanoutClients(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("fanout-clients", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("fanout-clients", stderr)
 	url := fs.String("url", "", "WHEP endpoint (loopback only)")
 	n := fs.Int("viewers", 1, "viewers")
 	d := fs.Duration("duration", 15*time.Second, "window")

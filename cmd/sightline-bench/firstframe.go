@@ -3,42 +3,32 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"time"
 )
 
 type firstFrameConfig struct {
-	clip     string
-	fps      float64
-	runs     int
-	warm     bool
-	model    string
-	library  string
-	json     bool
-	logLevel slog.Level
+	clip    string
+	fps     float64
+	runs    int
+	warm    bool
+	model   string
+	library string
+	outputFlags
 }
 
 func firstFrameFlags(args []string, stderr io.Writer) (firstFrameConfig, error) {
-	fs := flag.NewFlagSet("firstframe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c := firstFrameConfig{}
+	fs := newModeFlags("firstframe", stderr, &c.outputFlags)
 	fs.StringVar(&c.clip, "clip", defaultClip(), "Annex-B H.264 clip to publish (looped; the street clip has an IDR every second)")
 	fs.Float64Var(&c.fps, "fps", 25, "publishing frame rate")
 	fs.IntVar(&c.runs, "runs", 10, "viewers per track, one after another")
 	fs.BoolVar(&c.warm, "warm", false, "cameras[].annotatedWarm: true (decode the camera while nobody watches the annotated track)")
-	model, lib := modelFlags(fs)
-	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
-	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
-	if err := fs.Parse(args); err != nil {
+	modelFlags(fs.FlagSet, &c.model, &c.library)
+	if err := fs.parse(args); err != nil {
 		return c, err
-	}
-	c.model, c.library = *model, *lib
-	if err := c.logLevel.UnmarshalText([]byte(*ll)); err != nil {
-		return c, fmt.Errorf("-log-level: %w", err)
 	}
 	if c.runs < 1 || c.runs > 1000 {
 		return c, fmt.Errorf("-runs %d: want 1..1000", c.runs)

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -20,8 +18,7 @@ type latencyConfig struct {
 	fps       float64
 	transport string
 	duration  time.Duration
-	json      bool
-	logLevel  slog.Level
+	outputFlags
 }
 
 // viewerResult is one reader's figures over the measurement window.
@@ -75,28 +72,16 @@ func (a *arrivals) window(lo, hi uint64) map[uint64]time.Duration {
 }
 
 func latencyFlags(args []string, stderr io.Writer) (latencyConfig, error) {
-	fs := flag.NewFlagSet("latency", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c := latencyConfig{}
+	fs := newModeFlags("latency", stderr, &c.outputFlags)
 	fs.StringVar(&c.clip, "clip", defaultClip(), "Annex-B H.264 clip to publish (looped)")
 	fs.Float64Var(&c.fps, "fps", 25, "publishing frame rate")
 	fs.StringVar(&c.transport, "transport", "tcp", "RTSP transport for Sightline and the baseline: tcp or udp")
 	fs.DurationVar(&c.duration, "duration", 20*time.Second, "measurement window")
-	fs.BoolVar(&c.json, "json", false, "print JSON instead of tables")
-	ll := fs.String("log-level", "error", "Sightline log level (debug, info, warn, error)")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return c, err
 	}
-	if err := c.logLevel.UnmarshalText([]byte(*ll)); err != nil {
-		return c, fmt.Errorf("-log-level: %w", err)
-	}
-	if c.transport != "tcp" && c.transport != "udp" {
-		return c, fmt.Errorf("-transport %q: want tcp or udp", c.transport)
-	}
-	if c.duration <= 0 || c.duration > time.Hour {
-		return c, fmt.Errorf("-duration %v: want (0, 1h]", c.duration)
-	}
-	return c, nil
+	return c, firstError(checkTransport(c.transport), checkDuration(c.duration))
 }
 
 // runLatency measures per-frame latency of a direct RTSP reader and of a WHEP viewer of Sightline, both

@@ -11,10 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
-
-	"sightline/internal/testenv"
 )
 
 const usage = `usage: sightline-bench <command> [flags]
@@ -128,14 +125,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// defaultClip is $SIGHTLINE_ASSETS/camera/cam_street_1280x720_25fps.h264, else ../shared/assets/... beside
-// the repository, else the same path relative to the working directory.
-func defaultClip() string {
-	const rel = "camera/cam_street_1280x720_25fps.h264"
-	if d := testenv.AssetsDir(); d != "" {
-		return filepath.Join(d, rel)
-	}
-	return filepath.Join("..", "shared", "assets", rel)
 }
