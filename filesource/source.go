@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -41,9 +40,7 @@ type Source struct {
 	out *media.Stream
 	log *slog.Logger
 
-	meter media.Meter
-	mu    sync.Mutex
-	st    media.SourceStatus
+	status *media.StatusTracker
 }
 
 // New returns a Source that writes to out. Run starts it.
@@ -52,33 +49,11 @@ func New(cfg Config, out *media.Stream) *Source {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Source{
-		cfg: cfg, out: out, log: log.With("file", cfg.Path),
-		st: media.SourceStatus{State: media.StateStarting, Transport: "file", Since: time.Now()},
-	}
+	return &Source{cfg: cfg, out: out, log: log.With("file", cfg.Path), status: media.NewStatusTracker(media.SourceStatus{Transport: "file"})}
 }
 
 // Status returns a snapshot of the source's health.
-func (s *Source) Status() media.SourceStatus {
-	s.mu.Lock()
-	st := s.st
-	s.mu.Unlock()
-	st.Frames, st.Bytes = s.meter.Totals()
-	if st.State == media.StateStreaming {
-		st.FPS, st.BitrateBps = s.meter.Rates(time.Now())
-	}
-	return st
-}
-
-func (s *Source) update(fn func(st *media.SourceStatus)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fn(&s.st)
-}
-
-func (s *Source) setState(state media.SourceState) {
-	s.update(func(st *media.SourceStatus) { st.State, st.Since = state, time.Now() })
-}
+func (s *Source) Status() media.SourceStatus { return s.status.Status() }
 
 // CodecOf returns the codec a file name's extension announces.
 func CodecOf(path string) (media.Codec, error) {
@@ -159,7 +134,7 @@ func load(path string) (*clip, error) {
 func (s *Source) Run(ctx context.Context) error {
 	c, err := load(s.cfg.Path)
 	if err != nil {
-		s.update(func(st *media.SourceStatus) {
+		s.status.Update(func(st *media.SourceStatus) {
 			st.State, st.LastError, st.Since = media.StateStopped, err.Error(), time.Now()
 		})
 		return err
@@ -174,8 +149,8 @@ func (s *Source) Run(ctx context.Context) error {
 	if !c.params.Empty() {
 		s.out.SetParams(c.params)
 	}
-	s.update(func(st *media.SourceStatus) { st.Codec = c.codec })
-	s.setState(media.StateStreaming)
+	s.status.Update(func(st *media.SourceStatus) { st.Codec = c.codec })
+	s.status.SetState(media.StateStreaming)
 	s.log.Info("file source playing", "codec", c.codec, "access_units", len(c.aus), "fps", fps, "loop", s.cfg.Loop)
 
 	start := time.Now() // carries the monotonic clock
@@ -184,12 +159,12 @@ func (s *Source) Run(ctx context.Context) error {
 	for i := int64(0); ; i++ {
 		idx := int(i % int64(len(c.aus)))
 		if !s.cfg.Loop && i >= int64(len(c.aus)) {
-			s.setState(media.StateStopped)
+			s.status.SetState(media.StateStopped)
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			s.setState(media.StateStopped)
+			s.status.SetState(media.StateStopped)
 			return nil
 		case <-timer.C:
 		}
@@ -202,7 +177,7 @@ func (s *Source) Run(ctx context.Context) error {
 			Received: now,
 			Keyframe: c.keys[idx],
 		}
-		s.meter.Add(au.Size(), now)
+		s.status.Wrote(au.Size(), now)
 		s.out.Write(au)
 		next := start.Add(time.Duration(float64(i+1) / fps * float64(time.Second)))
 		timer.Reset(time.Until(next))

@@ -84,10 +84,8 @@ type Source struct {
 	out *media.Stream
 	log *slog.Logger
 
-	meter   media.Meter
+	status  *media.StatusTracker
 	lastAU  atomic.Int64 // unix nanoseconds of the last access unit decoded, for the watchdog
-	mu      sync.Mutex
-	status  media.SourceStatus
 	running atomic.Bool
 }
 
@@ -116,37 +114,11 @@ func New(cfg Config, out *media.Stream) *Source {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Source{cfg: cfg, out: out, log: log.With("url", Redact(cfg.URL))}
-	s.status = media.SourceStatus{State: media.StateStarting, Since: time.Now()}
-	return s
+	return &Source{cfg: cfg, out: out, log: log.With("url", Redact(cfg.URL)), status: media.NewStatusTracker(media.SourceStatus{})}
 }
 
 // Status returns a snapshot of the source's health. LastError never contains credentials.
-func (s *Source) Status() media.SourceStatus {
-	s.mu.Lock()
-	st := s.status
-	s.mu.Unlock()
-	st.Frames, st.Bytes = s.meter.Totals()
-	if st.State == media.StateStreaming {
-		st.FPS, st.BitrateBps = s.meter.Rates(time.Now())
-	}
-	return st
-}
-
-func (s *Source) setState(state media.SourceState) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.status.State != state {
-		s.status.State = state
-		s.status.Since = time.Now()
-	}
-}
-
-func (s *Source) update(fn func(st *media.SourceStatus)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fn(&s.status)
-}
+func (s *Source) Status() media.SourceStatus { return s.status.Status() }
 
 // Run pulls the camera until ctx ends, reconnecting after every failure with capped exponential
 // backoff. It returns nil when ctx ends, and an error at once (without retrying) only when the
@@ -159,7 +131,7 @@ func (s *Source) Run(ctx context.Context) error {
 
 	u, transport, err := s.checkConfig()
 	if err != nil {
-		s.update(func(st *media.SourceStatus) {
+		s.status.Update(func(st *media.SourceStatus) {
 			st.State, st.LastError, st.Since = media.StateStopped, err.Error(), time.Now()
 		})
 		return err
@@ -168,10 +140,10 @@ func (s *Source) Run(ctx context.Context) error {
 	backoff := s.cfg.BackoffMin
 	state := media.StateConnecting
 	for {
-		s.setState(state)
+		s.status.SetState(state)
 		streamedFor, err := s.session(ctx, u, transport)
 		if ctx.Err() != nil {
-			s.setState(media.StateStopped)
+			s.status.SetState(media.StateStopped)
 			return nil
 		}
 		if streamedFor >= healthyAfter {
@@ -179,19 +151,19 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 		msg := s.scrub(err.Error())
 		delay := jitter(backoff)
-		s.update(func(st *media.SourceStatus) {
+		s.status.Update(func(st *media.SourceStatus) {
 			st.LastError = msg
 			st.RestartCount++
 			st.State, st.Since = media.StateReconnecting, time.Now()
 		})
-		s.meter.Reset()
+		s.status.ResetRates()
 		s.log.Warn("rtsp source failed, reconnecting", "error", msg, "retry_in", delay.Round(time.Millisecond))
 		state = media.StateReconnecting
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			s.setState(media.StateStopped)
+			s.status.SetState(media.StateStopped)
 			return nil
 		case <-t.C:
 		}
@@ -323,7 +295,7 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 		},
 		OnTransportSwitch: func(err error) {
 			s.log.Info("rtsp transport switched", "reason", err.Error())
-			s.update(func(st *media.SourceStatus) { st.Transport = "tcp" })
+			s.status.Update(func(st *media.SourceStatus) { st.Transport = "tcp" })
 			s.lastAU.Store(time.Now().UnixNano()) // give the new transport a full watchdog period
 		},
 		OnPacketsLost: func(lost uint64) { s.log.Debug("rtp packets lost", "count", lost) },
@@ -356,7 +328,7 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 		return 0, fmt.Errorf("setup %s: %w", redacted, err)
 	}
 	tname := transportName(res)
-	s.update(func(st *media.SourceStatus) { st.Codec, st.Transport = vt.codec, tname })
+	s.status.Update(func(st *media.SourceStatus) { st.Codec, st.Transport = vt.codec, tname })
 	if !vt.params.Empty() {
 		s.out.SetParams(vt.params)
 	}
@@ -408,10 +380,10 @@ func (s *Source) session(ctx context.Context, u *base.URL, transport *gortsplib.
 			Received: now,
 			Keyframe: keyframe,
 		}
-		s.meter.Add(au.Size(), now)
+		s.status.Wrote(au.Size(), now)
 		firstAU.Do(func() {
 			streamingSince.Store(now.UnixNano())
-			s.setState(media.StateStreaming)
+			s.status.SetState(media.StateStreaming)
 			s.log.Info("rtsp source streaming", "codec", vt.codec, "transport", tname)
 		})
 		s.out.Write(au)
