@@ -99,16 +99,12 @@ func (cfg *Config) validateAlerts() error {
 		if _, err := alerts.NewWebhook(w.alertsConfig(nil, nil)); err != nil {
 			return keyErr(key+".url", "%v", err)
 		}
-		name := w.alertsConfig(nil, nil).Name
-		if name == "" {
-			if u, err := url.Parse(w.URL); err == nil {
-				name = u.Host
+		if w.Name != "" {
+			if j, dup := names[w.Name]; dup {
+				return keyErr(key+".name", "%q is already used by alerts.webhooks[%d]", w.Name, j)
 			}
+			names[w.Name] = i
 		}
-		if j, dup := names[name]; dup && w.Name != "" {
-			return keyErr(key+".name", "%q is already used by alerts.webhooks[%d]", name, j)
-		}
-		names[name] = i
 	}
 	return nil
 }
