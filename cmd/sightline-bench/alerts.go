@@ -82,18 +82,13 @@ func runAlerts(ctx context.Context, c alertsConfig, progress io.Writer) (*alerts
 		return nil, err
 	}
 	load := loadAverage()
-	pub, err := newPublisher(c.clip, c.fps)
+	rg, err := startRig(ctx, c.clip, c.fps, c.logLevel, func(url string) string {
+		return analyticsYAML(c.model, c.library, c.analyticsFPS) + cameraYAML(url, "tcp") + alertRules
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer pub.close()
-	yaml := baseYAML(levelName(c.logLevel)) + analyticsYAML(c.model, c.library, c.analyticsFPS) +
-		fmt.Sprintf("cameras:\n  - id: cam1\n    url: %q\n    transport: tcp\n", pub.URL) + alertRules
-	g, err := startSightlineYAML(ctx, yaml, c.logLevel)
-	if err != nil {
-		return nil, err
-	}
-	defer g.Close()
+	defer rg.close()
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -112,7 +107,7 @@ func runAlerts(ctx context.Context, c alertsConfig, progress io.Writer) (*alerts
 	subscribe := func(path string, keep func(feedMessage, time.Time)) error {
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer dcancel()
-		conn, _, err := websocket.Dial(dctx, "ws://"+g.HTTPAddr()+path, nil)
+		conn, _, err := websocket.Dial(dctx, "ws://"+rg.g.HTTPAddr()+path, nil)
 		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", path, err)
 		}
@@ -155,19 +150,11 @@ func runAlerts(ctx context.Context, c alertsConfig, progress io.Writer) (*alerts
 		return nil, err
 	}
 
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := getCameraStatus(ctx, g.HTTPAddr(), "cam1")
-		if err == nil && st.Analytics != nil && st.Analytics.Analysed > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("camera not analysed within 30 s (%+v, %v)", st, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := rg.waitAnalysed(ctx); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(progress, "alerts: analytics running; measuring %v...\n", c.duration)
-	st0, err := getCameraStatus(ctx, g.HTTPAddr(), "cam1")
+	st0, err := rg.status(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -175,17 +162,15 @@ func runAlerts(ctx context.Context, c alertsConfig, progress io.Writer) (*alerts
 	measuring = true
 	mu.Unlock()
 	start := time.Now()
-	select {
-	case <-time.After(c.duration):
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := sleepCtx(ctx, c.duration); err != nil {
+		return nil, err
 	}
 	mu.Lock()
 	measuring = false
 	evs, mts := append([]received(nil), events...), append([]received(nil), metas...)
 	mu.Unlock()
 	end := time.Now()
-	st1, err := getCameraStatus(ctx, g.HTTPAddr(), "cam1")
+	st1, err := rg.status(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +196,7 @@ func runAlerts(ctx context.Context, c alertsConfig, progress io.Writer) (*alerts
 		fields[field]++
 		lat = append(lat, e.at.Sub(capt))
 		if e.m.RTP != nil {
-			if _, pt, ok := pub.publishedByRTP(*e.m.RTP); ok {
+			if _, pt, ok := rg.pub.publishedByRTP(*e.m.RTP); ok {
 				fromPub = append(fromPub, e.at.Sub(pt))
 			}
 		}
@@ -220,7 +205,7 @@ func runAlerts(ctx context.Context, c alertsConfig, progress io.Writer) (*alerts
 		if m.m.RTP == nil || m.m.CapturedAt.IsZero() {
 			continue
 		}
-		if _, pt, ok := pub.publishedByRTP(*m.m.RTP); ok {
+		if _, pt, ok := rg.pub.publishedByRTP(*m.m.RTP); ok {
 			offs = append(offs, m.m.CapturedAt.Sub(pt))
 		}
 	}

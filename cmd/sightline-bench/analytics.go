@@ -1,17 +1,16 @@
 package main
 
+// The model side of the benchmarks: checking the model files exist, the analytics configuration section,
+// and the slowed detector of `annotated -detector-delay`.
+
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"sightline/analytics"
-	"sightline/analytics/pipeline"
 )
 
 // checkModel makes sure the model and library exist, with a hint when they do not.
@@ -36,21 +35,6 @@ func abs(p string) string {
 	return p
 }
 
-// baseYAML is the part of every benchmark configuration before analytics and cameras: HTTP and WebRTC on
-// loopback, no auth.
-func baseYAML(logLevel string) string {
-	return fmt.Sprintf(`http:
-  listen: "127.0.0.1:0"
-auth:
-  enabled: false # loopback-only benchmark process
-log: {level: %q, format: text}
-webrtc:
-  udpPort: 0
-  loopbackOnly: true
-  iceServers: []
-`, logLevel)
-}
-
 // slowDetector sleeps before every inference: the `-detector-delay` of `annotated`.
 type slowDetector struct {
 	analytics.Detector
@@ -66,44 +50,4 @@ func (s slowDetector) Detect(ctx context.Context, in []analytics.Input) ([]analy
 		return nil, ctx.Err()
 	}
 	return s.Detector.Detect(ctx, in)
-}
-
-// cameraStatus is the part of GET /api/v1/cameras/{id} the benchmarks read.
-type cameraStatus struct {
-	Viewers          int              `json:"viewers"`
-	ViewersRaw       int              `json:"viewersRaw"`
-	ViewersAnnotated int              `json:"viewersAnnotated"`
-	Analytics        *pipeline.Status `json:"analytics"`
-}
-
-func getCameraStatus(ctx context.Context, httpAddr, id string) (cameraStatus, error) {
-	var st cameraStatus
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/api/v1/cameras/"+id, nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return st, fmt.Errorf("camera status: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("camera status: %s", resp.Status)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
-}
-
-// loadAverage returns /proc/loadavg's first three fields ("" where unreadable).
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -119,35 +119,30 @@ func runAnnotated(ctx context.Context, c annotatedConfig, progress io.Writer) (*
 		return nil, err
 	}
 	defer os.Remove(clip.Path)
-	pub, err := newPublisher(clip.Path, float64(c.fps))
-	if err != nil {
-		return nil, err
-	}
-	defer pub.close()
-
 	var opts []gateway.Option
 	if c.detectorDelay > 0 {
 		opts = append(opts, gateway.WithDetectorWrapper(func(d analytics.Detector) analytics.Detector {
 			return slowDetector{Detector: d, delay: c.detectorDelay}
 		}))
 	}
-	yaml := baseYAML(levelName(c.logLevel)) + analyticsYAML(c.model, c.library, c.analyticsFPS) +
-		fmt.Sprintf("cameras:\n  - {id: cam1, url: %q, transport: tcp}\n", pub.URL)
-	g, err := startSightlineYAML(ctx, yaml, c.logLevel, opts...)
+	rg, err := startRig(ctx, clip.Path, float64(c.fps), c.logLevel, func(url string) string {
+		return analyticsYAML(c.model, c.library, c.analyticsFPS) +
+			fmt.Sprintf("cameras:\n  - {id: cam1, url: %q, transport: tcp}\n", url)
+	}, opts...)
 	if err != nil {
 		return nil, err
 	}
-	defer g.Close()
+	defer rg.close()
+	pub := rg.pub
 
 	dialCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	base := "http://" + g.HTTPAddr() + "/whep/cam1"
-	raw, err := dialDecoding(dialCtx, base, &clip.Visual, "")
+	raw, err := dialDecoding(dialCtx, rg.whep(""), &clip.Visual, "")
 	if err != nil {
 		return nil, err
 	}
 	defer raw.close()
-	ann, err := dialDecoding(dialCtx, base+"/annotated", &clip.Visual, c.saveJPEG)
+	ann, err := dialDecoding(dialCtx, rg.whep("/annotated"), &clip.Visual, c.saveJPEG)
 	if err != nil {
 		return nil, err
 	}
@@ -161,13 +156,11 @@ func runAnnotated(ctx context.Context, c annotatedConfig, progress io.Writer) (*
 	}
 	fmt.Fprintf(progress, "annotated: both tracks decoding; %v warm-up, then %v measured (detector delay %v)...\n",
 		c.warmup, c.duration, c.detectorDelay)
-	select {
-	case <-time.After(c.warmup):
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := sleepCtx(ctx, c.warmup); err != nil {
+		return nil, err
 	}
 
-	st0, err := getCameraStatus(ctx, g.HTTPAddr(), "cam1")
+	st0, err := rg.status(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -176,14 +169,12 @@ func runAnnotated(ctx context.Context, c annotatedConfig, progress io.Writer) (*
 	_, ad0, ae0 := ann.snapshot()
 	cpu, machine := startCPU(os.Getpid()), startMachine()
 	start := time.Now()
-	select {
-	case <-time.After(c.duration):
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := sleepCtx(ctx, c.duration); err != nil {
+		return nil, err
 	}
 	end := time.Now()
 	res := &annotatedResult{ProcessCPUPercent: cpu.percent(), MachineCPUPercent: machine.percent(), LoadAverage: load}
-	st1, err := getCameraStatus(ctx, g.HTTPAddr(), "cam1")
+	st1, err := rg.status(ctx)
 	if err != nil {
 		return nil, err
 	}

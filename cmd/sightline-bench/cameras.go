@@ -176,10 +176,8 @@ func runCamerasOnce(ctx context.Context, c camerasConfig, n int, dets []analytic
 			}
 		}(cams[i].meta)
 	}
-	select {
-	case <-time.After(c.warmup):
-	case <-ctx.Done():
-		return camerasRun{}, ctx.Err()
+	if err := sleepCtx(ctx, c.warmup); err != nil {
+		return camerasRun{}, err
 	}
 	before := make([]pipeline.Status, n)
 	for i, cm := range cams {
@@ -187,10 +185,8 @@ func runCamerasOnce(ctx context.Context, c camerasConfig, n int, dets []analytic
 	}
 	close(measuring)
 	cpu, machine := startCPU(os.Getpid()), startMachine()
-	select {
-	case <-time.After(c.duration):
-	case <-ctx.Done():
-		return camerasRun{}, ctx.Err()
+	if err := sleepCtx(ctx, c.duration); err != nil {
+		return camerasRun{}, err
 	}
 	r := camerasRun{Cameras: n, Expected: uint64(c.duration.Seconds() * c.fps * float64(n)),
 		ProcessCPU: cpu.percent(), MachineCPU: machine.percent()}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -233,19 +232,13 @@ type fanoutResult struct {
 }
 
 func runFanout(ctx context.Context, c fanoutConfig, progress io.Writer) (*fanoutResult, error) {
-	pub, err := newPublisher(c.clip, c.fps)
+	rg, err := startRig(ctx, c.clip, c.fps, c.logLevel, func(url string) string { return cameraYAML(url, c.transport) })
 	if err != nil {
 		return nil, err
 	}
-	defer pub.close()
-	g, err := startSightline(ctx, pub.URL, c.transport, c.logLevel)
-	if err != nil {
-		return nil, err
-	}
-	defer g.Close()
-	url := "http://" + g.HTTPAddr() + "/whep/cam1"
-	api := "http://" + g.HTTPAddr() + "/api/v1/cameras/cam1"
-	if err := waitStreaming(ctx, api, 20*time.Second); err != nil {
+	defer rg.close()
+	pub, url := rg.pub, rg.whep("")
+	if err := rg.waitStreaming(ctx, 20*time.Second); err != nil {
 		return nil, err
 	}
 
@@ -294,7 +287,7 @@ func runFanout(ctx context.Context, c fanoutConfig, progress io.Writer) (*fanout
 				}
 			}
 			run.GoroutinesMid = runtime.NumGoroutine()
-			run.ServerViewers = serverViewers(api)
+			run.ServerViewers = rg.viewers(ctx)
 		}
 		var pr poolResult
 		if c.clientsProcess {
@@ -329,7 +322,7 @@ func runFanout(ctx context.Context, c fanoutConfig, progress io.Writer) (*fanout
 			run.DeliveredMin, run.DeliveredMed, run.DeliveredMean = pct[0], percentile(pct, 50), sum/float64(len(pct))
 		}
 		run.GoroutinesPost = settleGoroutines(run.GoroutinesPre, 10*time.Second)
-		run.ServerAfter = serverViewers(api)
+		run.ServerAfter = rg.viewers(ctx)
 		res.Runs = append(res.Runs, run)
 	}
 	return res, nil
@@ -391,51 +384,6 @@ func settleGoroutines(target int, d time.Duration) int {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return runtime.NumGoroutine()
-}
-
-var apiClient = &http.Client{Timeout: 5 * time.Second}
-
-// serverViewers asks Sightline's API how many viewers cam1 has (-1 when unknown).
-func serverViewers(api string) int {
-	resp, err := apiClient.Get(api)
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var cam struct {
-		Viewers int `json:"viewers"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&cam); err != nil {
-		return -1
-	}
-	return cam.Viewers
-}
-
-// waitStreaming waits until the camera's API state is "streaming".
-func waitStreaming(ctx context.Context, api string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	last := ""
-	for time.Now().Before(deadline) {
-		if resp, err := apiClient.Get(api); err == nil {
-			var cam struct {
-				Status struct {
-					State string `json:"state"`
-				} `json:"status"`
-			}
-			_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&cam)
-			resp.Body.Close()
-			last = cam.Status.State
-			if last == "streaming" {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("camera not streaming after %v (state %q)", d, last)
 }
 
 // runChildViewers runs `sightline-bench fanout-clients` and relays its window edges.

@@ -65,31 +65,18 @@ func runFirstFrame(ctx context.Context, c firstFrameConfig, progress io.Writer) 
 		return nil, err
 	}
 	load := loadAverage()
-	pub, err := newPublisher(c.clip, c.fps)
+	rg, err := startRig(ctx, c.clip, c.fps, c.logLevel, func(url string) string {
+		return analyticsYAML(c.model, c.library, 5) +
+			fmt.Sprintf("cameras:\n  - {id: cam1, url: %q, transport: tcp, annotatedWarm: %v}\n", url, c.warm)
+	})
 	if err != nil {
 		return nil, err
 	}
-	defer pub.close()
-	yaml := baseYAML(levelName(c.logLevel)) + analyticsYAML(c.model, c.library, 5) +
-		fmt.Sprintf("cameras:\n  - {id: cam1, url: %q, transport: tcp, annotatedWarm: %v}\n", pub.URL, c.warm)
-	g, err := startSightlineYAML(ctx, yaml, c.logLevel)
-	if err != nil {
-		return nil, err
-	}
-	defer g.Close()
-	base := "http://" + g.HTTPAddr() + "/whep/cam1"
+	defer rg.close()
 
 	// Wait for the camera to play (and the model to load) before the first run.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		st, err := getCameraStatus(ctx, g.HTTPAddr(), "cam1")
-		if err == nil && st.Analytics != nil && st.Analytics.Analysed > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("camera not analysed within 30 s (%+v, %v)", st, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := rg.waitAnalysed(ctx); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(progress, "firstframe: %d runs of raw then annotated (annotatedWarm %v)...\n", c.runs, c.warm)
 
@@ -99,15 +86,13 @@ func runFirstFrame(ctx context.Context, c firstFrameConfig, progress io.Writer) 
 		answer    []time.Duration
 		failed    int
 		each      []float64
-	}{{name: "raw /whep/cam1", url: base}, {name: "annotated /whep/cam1/annotated", url: base + "/annotated"}}
+	}{{name: "raw /whep/cam1", url: rg.whep("")}, {name: "annotated /whep/cam1/annotated", url: rg.whep("/annotated")}}
 	for run := 0; run < c.runs; run++ {
 		for i := range tracks {
 			tr := &tracks[i]
 			// Join at a random point of the camera's 1 s GOP.
-			select {
-			case <-time.After(time.Duration(rand.Int64N(int64(time.Second)))):
-			case <-ctx.Done():
-				return nil, ctx.Err()
+			if err := sleepCtx(ctx, time.Duration(rand.Int64N(int64(time.Second)))); err != nil {
+				return nil, err
 			}
 			first, answer, err := firstFrameOnce(ctx, tr.url)
 			if err != nil {
@@ -119,11 +104,7 @@ func runFirstFrame(ctx context.Context, c firstFrameConfig, progress io.Writer) 
 				tr.each = append(tr.each, float64(first.Microseconds())/1000)
 			}
 			// The viewer left: wait until Sightline counts no viewer, and for the annotator to stop.
-			for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-				if st, err := getCameraStatus(ctx, g.HTTPAddr(), "cam1"); err == nil && st.Viewers == 0 {
-					break
-				}
-			}
+			rg.waitNoViewers(ctx, 10*time.Second)
 			time.Sleep(200 * time.Millisecond)
 		}
 	}

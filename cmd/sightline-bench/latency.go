@@ -87,17 +87,12 @@ func latencyFlags(args []string, stderr io.Writer) (latencyConfig, error) {
 // runLatency measures per-frame latency of a direct RTSP reader and of a WHEP viewer of Sightline, both
 // fed by the same stamped publisher, and prints both and their difference.
 func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latencyResult, error) {
-	pub, err := newPublisher(c.clip, c.fps)
+	rg, err := startRig(ctx, c.clip, c.fps, c.logLevel, func(url string) string { return cameraYAML(url, c.transport) })
 	if err != nil {
 		return nil, err
 	}
-	defer pub.close()
-
-	g, err := startSightline(ctx, pub.URL, c.transport, c.logLevel)
-	if err != nil {
-		return nil, err
-	}
-	defer g.Close()
+	defer rg.close()
+	pub := rg.pub
 
 	base, whep := newArrivals(), newArrivals()
 	bl, err := startBaseline(pub.URL, c.transport, base.add)
@@ -110,7 +105,7 @@ func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latenc
 	var once sync.Once
 	dialCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	wc, err := whepclient.Dial(dialCtx, "http://"+g.HTTPAddr()+"/whep/cam1", whepclient.Options{
+	wc, err := whepclient.Dial(dialCtx, rg.whep(""), whepclient.Options{
 		LoopbackOnly: true,
 		SendPLI:      true,
 		OnFrame: func(f whepclient.Frame) {
@@ -134,10 +129,8 @@ func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latenc
 
 	st0 := wc.Stats()
 	start := time.Now()
-	select {
-	case <-time.After(c.duration):
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := sleepCtx(ctx, c.duration); err != nil {
+		return nil, err
 	}
 	end := time.Now()
 	// Let frames stamped just before the end arrive.

@@ -156,3 +156,16 @@ func udpCounters() map[string]int64 {
 	}
 	return out
 }
+
+// loadAverage returns /proc/loadavg's first three fields ("" where unreadable).
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,5 +1,8 @@
 package main
 
+// In-process Sightline for the benchmarks: its configuration pieces (loopback HTTP and WebRTC, no auth,
+// camera cam1) and its start through the gateway API.
+
 import (
 	"context"
 	"fmt"
@@ -9,10 +12,10 @@ import (
 	"sightline/gateway"
 )
 
-// startSightline runs Sightline in-process via the gateway API with one camera "cam1" pulling rtspURL,
-// WebRTC on loopback only (ephemeral UDP mux port) and HTTP on 127.0.0.1:0.
-func startSightline(ctx context.Context, rtspURL, transport string, logLevel slog.Level) (*gateway.Gateway, error) {
-	yaml := fmt.Sprintf(`http:
+// baseYAML is the part of every benchmark configuration before analytics and cameras: HTTP and WebRTC on
+// loopback, no auth.
+func baseYAML(logLevel string) string {
+	return fmt.Sprintf(`http:
   listen: "127.0.0.1:0"
 auth:
   enabled: false # loopback-only benchmark process
@@ -21,12 +24,12 @@ webrtc:
   udpPort: 0
   loopbackOnly: true
   iceServers: []
-cameras:
-  - id: cam1
-    url: %q
-    transport: %s
-`, levelName(logLevel), rtspURL, transport)
-	return startSightlineYAML(ctx, yaml, logLevel)
+`, logLevel)
+}
+
+// cameraYAML is the cameras section with the one camera cam1 pulling rtspURL over transport (tcp, udp).
+func cameraYAML(rtspURL, transport string) string {
+	return fmt.Sprintf("cameras:\n  - id: cam1\n    url: %q\n    transport: %s\n", rtspURL, transport)
 }
 
 // startSightlineYAML runs Sightline in-process from a whole configuration document.
