@@ -226,9 +226,7 @@ func runAlerts(ctx context.Context, c alertsConfig, progress io.Writer) (*alerts
 
 func printAlerts(w io.Writer, r *alertsResult, asJSON bool) {
 	if asJSON {
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		_ = e.Encode(r)
+		printJSON(w, r)
 		return
 	}
 	fmt.Fprintf(w, "clip: %s\nrules: %s\nwindow: %s, load average before: %s\nevents: %d %v, capture time from %s; %.2f analysed fps\n\n",
@@ -241,10 +239,6 @@ func printAlerts(w io.Writer, r *alertsResult, asJSON bool) {
 	row("event publish -> /ws/alerts received", r.FromPublish)
 	row("publish -> Sightline capturedAt (meta)", r.CaptureOffset)
 	t.print(w)
-	verdict := "MET"
-	if !r.GoalMet {
-		verdict = "NOT MET"
-	}
-	fmt.Fprintf(w, "\ngoal: event capture -> subscriber <= 300 ms median: %s\n", verdict)
+	fmt.Fprintf(w, "\ngoal: event capture -> subscriber <= 300 ms median: %s\n", verdict(r.GoalMet))
 	fmt.Fprintln(w, "capture = the event's capturedAt (its frame's capture wall-clock: RTCP SR NTP, else arrival); publish = the in-process RTSP server's wall-clock just before the frame's packets were written (found by the event's or meta's rtp); a /ws/meta subscriber gives the publish -> capture offset")
 }

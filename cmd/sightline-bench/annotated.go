@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -266,9 +265,7 @@ func measureViewer(name string, v *decodingViewer, pub *publisher, c annotatedCo
 
 func printAnnotated(w io.Writer, r *annotatedResult, asJSON bool) {
 	if asJSON {
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		_ = e.Encode(r)
+		printJSON(w, r)
 		return
 	}
 	fmt.Fprintf(w, "source: %s\n  made from %s\ndetector delay: %s, window: %s\nload average before: %s\n\n",
@@ -280,11 +277,7 @@ func printAnnotated(w io.Writer, r *annotatedResult, asJSON bool) {
 	}
 	t.add("added by the annotated path", "", fmt.Sprint(r.Added.N), "", "", "", ms(r.Added.Median), ms(r.Added.P95), ms(r.Added.P99), ms(r.Added.Max), "")
 	t.print(w)
-	verdict := "MET"
-	if !r.GoalMet {
-		verdict = "NOT MET"
-	}
-	fmt.Fprintf(w, "\ngoal: added by the annotated path <= 40 ms median: %s\n", verdict)
+	fmt.Fprintf(w, "\ngoal: added by the annotated path <= 40 ms median: %s\n", verdict(r.GoalMet))
 	fmt.Fprintf(w, "analytics during the window: %.2f analysed fps (%.2f sampled fps, %d dropped), last inference %.1f ms, last capture-to-meta %.1f ms\n",
 		r.AnalysedFPS, r.SampledFPS, r.AnalyticsDropped, r.InferenceMs, r.AnalyticsLatency)
 	fmt.Fprintf(w, "cpu: process %.0f %% of one core, machine %.0f %%\n", r.ProcessCPUPercent, r.MachineCPUPercent)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -35,6 +34,8 @@ type camerasConfig struct {
 	library  string
 	json     bool
 }
+
+func (c camerasConfig) printsJSON() bool { return c.json }
 
 func camerasFlags(args []string, stderr io.Writer) (camerasConfig, error) {
 	fs := newFlagSet("cameras", stderr)
@@ -228,9 +229,7 @@ func pctMs(d []time.Duration, q float64) float64 {
 
 func printCameras(w io.Writer, c camerasConfig, runs []camerasRun, asJSON bool) {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(runs)
+		printJSON(w, runs)
 		return
 	}
 	fmt.Fprintf(w, "720p clip cameras (looped in real time), decode every frame + YOLOX-Nano at %g fps; %d model sessions x %d thread(s), queue %d; %d CPUs\n",

@@ -459,9 +459,7 @@ func runFanoutClients(ctx context.Context, args []string, stdout, stderr io.Writ
 
 func printFanout(w io.Writer, r *fanoutResult, asJSON bool) {
 	if asJSON {
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		_ = e.Encode(r)
+		printJSON(w, r)
 		return
 	}
 	mode := "viewers in this process (CPU and RSS include the clients)"

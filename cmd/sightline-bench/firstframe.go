@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -139,9 +138,7 @@ func firstFrameOnce(ctx context.Context, url string) (first, answer time.Duratio
 
 func printFirstFrame(w io.Writer, r *firstFrameResult, asJSON bool) {
 	if asJSON {
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		_ = e.Encode(r)
+		printJSON(w, r)
 		return
 	}
 	mode := "cold (annotator stopped between viewers)"
@@ -155,11 +152,7 @@ func printFirstFrame(w io.Writer, r *firstFrameResult, asJSON bool) {
 			ms(v.First.Min), ms(v.Answer.Median))
 	}
 	t.print(w)
-	verdict := "MET"
-	if !r.GoalMet {
-		verdict = "NOT MET"
-	}
-	fmt.Fprintf(w, "\ngoal: annotated first frame <= 300 ms median: %s\n", verdict)
+	fmt.Fprintf(w, "\ngoal: annotated first frame <= 300 ms median: %s\n", verdict(r.GoalMet))
 	for _, v := range r.Tracks {
 		fmt.Fprintf(w, "%s each run (ms): %v\n", v.Track, v.Each)
 	}

@@ -22,6 +22,8 @@ type outputFlags struct {
 	logLevel slog.Level
 }
 
+func (o outputFlags) printsJSON() bool { return o.json }
+
 // modeFlags is a mode's flag set with its outputFlags registered.
 type modeFlags struct {
 	*flag.FlagSet

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -178,9 +177,7 @@ func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latenc
 
 func printLatency(w io.Writer, r *latencyResult, asJSON bool) {
 	if asJSON {
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		_ = e.Encode(r)
+		printJSON(w, r)
 		return
 	}
 	fmt.Fprintf(w, "clip: %s\ntransport: %s, window: %s\n\n", r.Clip, r.Transport, r.Window)
@@ -191,11 +188,7 @@ func printLatency(w io.Writer, r *latencyResult, asJSON bool) {
 	}
 	t.add("added by sightline", "", fmt.Sprint(r.Added.N), "", ms(r.Added.Median), ms(r.Added.P95), ms(r.Added.P99), ms(r.Added.Max))
 	t.print(w)
-	verdict := "MET"
-	if !r.GoalMet {
-		verdict = "NOT MET"
-	}
-	fmt.Fprintf(w, "\ngoal: added <= 5 ms median, <= 20 ms p99: %s\n", verdict)
+	fmt.Fprintf(w, "\ngoal: added <= 5 ms median, <= 20 ms p99: %s\n", verdict(r.GoalMet))
 	if len(r.Readers) > 1 {
 		fmt.Fprintf(w, "whep client during the window: %d RTP packets lost, %d incomplete access units\n",
 			r.Readers[1].RTPPacketsLost, r.Readers[1].IncompleteFrames)

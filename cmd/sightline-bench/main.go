@@ -41,73 +41,53 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "latency":
-		var c latencyConfig
-		if c, err = latencyFlags(args[1:], stderr); err == nil {
-			if !c.json {
-				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
-			}
-			var r *latencyResult
-			if r, err = runLatency(ctx, c, stdout); err == nil {
+		err = runMode(args[1:], stdout, stderr, latencyFlags, func(c latencyConfig) error {
+			r, err := runLatency(ctx, c, stdout)
+			if err == nil {
 				printLatency(stdout, r, c.json)
 			}
-		}
+			return err
+		})
 	case "fanout":
-		var c fanoutConfig
-		if c, err = fanoutFlags(args[1:], stderr); err == nil {
-			if !c.json {
-				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
-			}
-			var r *fanoutResult
-			r, err = runFanout(ctx, c, stderr)
-			if r != nil {
+		err = runMode(args[1:], stdout, stderr, fanoutFlags, func(c fanoutConfig) error {
+			r, err := runFanout(ctx, c, stderr)
+			if r != nil { // the runs done before an error
 				printFanout(stdout, r, c.json)
 			}
-		}
+			return err
+		})
 	case "cameras":
-		var c camerasConfig
-		if c, err = camerasFlags(args[1:], stderr); err == nil {
-			if !c.json {
-				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
-			}
-			var runs []camerasRun
-			runs, err = runCameras(ctx, c, stderr)
-			if len(runs) > 0 {
+		err = runMode(args[1:], stdout, stderr, camerasFlags, func(c camerasConfig) error {
+			runs, err := runCameras(ctx, c, stderr)
+			if len(runs) > 0 { // the runs done before an error
 				printCameras(stdout, c, runs, c.json)
 			}
-		}
+			return err
+		})
 	case "annotated":
-		var c annotatedConfig
-		if c, err = annotatedFlags(args[1:], stderr); err == nil {
-			if !c.json {
-				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
-			}
-			var r *annotatedResult
-			if r, err = runAnnotated(ctx, c, stderr); err == nil {
+		err = runMode(args[1:], stdout, stderr, annotatedFlags, func(c annotatedConfig) error {
+			r, err := runAnnotated(ctx, c, stderr)
+			if err == nil {
 				printAnnotated(stdout, r, c.json)
 			}
-		}
+			return err
+		})
 	case "firstframe":
-		var c firstFrameConfig
-		if c, err = firstFrameFlags(args[1:], stderr); err == nil {
-			if !c.json {
-				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
-			}
-			var r *firstFrameResult
-			if r, err = runFirstFrame(ctx, c, stderr); err == nil {
+		err = runMode(args[1:], stdout, stderr, firstFrameFlags, func(c firstFrameConfig) error {
+			r, err := runFirstFrame(ctx, c, stderr)
+			if err == nil {
 				printFirstFrame(stdout, r, c.json)
 			}
-		}
+			return err
+		})
 	case "alerts":
-		var c alertsConfig
-		if c, err = alertsFlags(args[1:], stderr); err == nil {
-			if !c.json {
-				fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
-			}
-			var r *alertsResult
-			if r, err = runAlerts(ctx, c, stderr); err == nil {
+		err = runMode(args[1:], stdout, stderr, alertsFlags, func(c alertsConfig) error {
+			r, err := runAlerts(ctx, c, stderr)
+			if err == nil {
 				printAlerts(stdout, r, c.json)
 			}
-		}
+			return err
+		})
 	case "fanout-clients":
 		err = runFanoutClients(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
@@ -125,4 +105,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// jsonConfig is a mode's configuration that knows whether -json was given.
+type jsonConfig interface{ printsJSON() bool }
+
+// runMode parses a mode's flags with parse, prints the exact command line first (tables only), then
+// runs body, which runs the mode and prints its result.
+func runMode[C jsonConfig](args []string, stdout, stderr io.Writer, parse func([]string, io.Writer) (C, error), body func(C) error) error {
+	c, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	if !c.printsJSON() {
+		fmt.Fprintf(stdout, "$ %s\n\n", commandLine())
+	}
+	return body(c)
 }

@@ -1,13 +1,11 @@
 package main
 
+// Order statistics of the benchmarks' samples: summary (n, median, p95, p99, min, max, mean in ms) by
+// nearest-rank percentile.
+
 import (
-	"fmt"
-	"io"
 	"math"
-	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -49,58 +47,4 @@ func percentile(sorted []float64, p float64) float64 {
 		rank = 1
 	}
 	return sorted[rank-1]
-}
-
-// table prints aligned columns.
-type table struct {
-	head []string
-	rows [][]string
-}
-
-func (t *table) add(cells ...string) { t.rows = append(t.rows, cells) }
-
-func (t *table) print(w io.Writer) {
-	width := make([]int, len(t.head))
-	for i, h := range t.head {
-		width[i] = len(h)
-	}
-	for _, r := range t.rows {
-		for i, c := range r {
-			if i < len(width) && len(c) > width[i] {
-				width[i] = len(c)
-			}
-		}
-	}
-	line := func(cells []string) {
-		var b strings.Builder
-		for i, c := range cells {
-			if i > 0 {
-				b.WriteString("  ")
-			}
-			if i == 0 {
-				b.WriteString(c + strings.Repeat(" ", width[i]-len(c)))
-			} else {
-				b.WriteString(strings.Repeat(" ", width[i]-len(c)) + c)
-			}
-		}
-		fmt.Fprintln(w, strings.TrimRight(b.String(), " "))
-	}
-	line(t.head)
-	for _, r := range t.rows {
-		line(r)
-	}
-}
-
-func ms(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }
-
-// commandLine returns the exact command line, shell-quoted where needed.
-func commandLine() string {
-	parts := make([]string, len(os.Args))
-	for i, a := range os.Args {
-		if a == "" || strings.ContainsAny(a, " \t\n'\"$\\*?;&|<>()") {
-			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-		parts[i] = a
-	}
-	return strings.Join(parts, " ")
 }
