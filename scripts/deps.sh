@@ -20,6 +20,7 @@ test_pkgs=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   docker-compose                # `docker-compose config -q` validates docker-compose.yaml (no engine)
   iproute2                      # `ip` for network-namespace tests
+  mosquitto                     # independent MQTT broker for the alerts MQTT sink tests
   pkg-config libavcodec-dev libavutil-dev libswscale-dev libavformat-dev libx264-dev libva-dev  # codec (cgo)
 )
 # `make onnxruntime` fetches ONNX Runtime with `npm pack`. Debian 12 ships npm apart from nodejs; NodeSource's

@@ -1,0 +1,568 @@
+package alerts
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"sightline/internal/testenv"
+)
+
+// mosquittoPath finds Debian's broker, which lives in /usr/sbin (not on every user's PATH).
+func mosquittoPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("mosquitto"); err == nil {
+		return p
+	}
+	if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
+		return testenv.LookPath(t, "/usr/sbin/mosquitto", "mosquitto")
+	}
+	return testenv.LookPath(t, "mosquitto", "mosquitto")
+}
+
+// broker is a real mosquitto on 127.0.0.1, one per test, that can be killed and started again on the
+// same port.
+type broker struct {
+	t    *testing.T
+	bin  string
+	conf string
+	port int
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  bytes.Buffer
+}
+
+// startBroker starts mosquitto with extra config lines (allow_anonymous, password_file, ...).
+func startBroker(t *testing.T, extra ...string) *broker {
+	t.Helper()
+	b := &broker{t: t, bin: mosquittoPath(t), port: freePort(t)}
+	lines := []string{fmt.Sprintf("listener %d 127.0.0.1", b.port), "persistence false", "log_dest stderr",
+		"log_type error", "log_type warning"}
+	if os.Geteuid() == 0 {
+		lines = append(lines, "user root") // as root mosquitto would switch to its own user, who cannot read t.TempDir()
+	}
+	lines = append(lines, extra...)
+	b.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(b.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	t.Cleanup(b.kill)
+	return b
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (b *broker) url() string { return "tcp://127.0.0.1:" + strconv.Itoa(b.port) }
+
+// start runs the broker and waits until it accepts connections.
+func (b *broker) start() {
+	b.t.Helper()
+	b.mu.Lock()
+	cmd := exec.Command(b.bin, "-c", b.conf)
+	cmd.Stdout, cmd.Stderr = &syncWriter{mu: &b.mu, w: &b.log}, &syncWriter{mu: &b.mu, w: &b.log}
+	if err := cmd.Start(); err != nil {
+		b.mu.Unlock()
+		b.t.Fatalf("start mosquitto: %v", err)
+	}
+	done := make(chan struct{})
+	b.cmd, b.done = cmd, done
+	b.mu.Unlock()
+	go func() { _ = cmd.Wait(); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(b.port), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case <-done:
+			b.t.Fatalf("mosquitto exited: %s", b.output())
+		default:
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("mosquitto does not listen on %d: %s", b.port, b.output())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// kill ends the broker with SIGKILL (no goodbye to its clients) and waits for it.
+func (b *broker) kill() {
+	b.mu.Lock()
+	cmd, done := b.cmd, b.done
+	b.cmd = nil
+	b.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+func (b *broker) output() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.log.String()
+}
+
+type syncWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// message is one message a test subscriber got.
+type message struct {
+	topic    string
+	payload  string
+	retained bool
+}
+
+// subscriber is an independent paho client subscribed to topics, recording what arrives.
+type subscriber struct {
+	c  paho.Client
+	mu sync.Mutex
+	ms []message
+}
+
+func subscribe(t *testing.T, brokerURL, user, pass string, topics ...string) *subscriber {
+	t.Helper()
+	s := &subscriber{}
+	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("test-sub-" + strconv.FormatInt(time.Now().UnixNano(), 36)).
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
+	s.c = paho.NewClient(opts)
+	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscriber connect: %v", tok.Error())
+	}
+	filters := map[string]byte{}
+	for _, tp := range topics {
+		filters[tp] = 1
+	}
+	if tok := s.c.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
+		s.mu.Lock()
+		s.ms = append(s.ms, message{m.Topic(), string(m.Payload()), m.Retained()})
+		s.mu.Unlock()
+	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *subscriber) close() { s.c.Disconnect(100) }
+
+// messages returns what arrived on topics matching the suffix.
+func (s *subscriber) messages(suffix string) []message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []message
+	for _, m := range s.ms {
+		if strings.HasSuffix(m.topic, suffix) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// runMQTT starts m on hub and returns a stop function that waits for it.
+func runMQTT(t *testing.T, m *MQTT, hub *Hub) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	deliver := m.Subscribe(hub)
+	done := make(chan struct{})
+	go func() { defer close(done); deliver(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatal("mqtt sink did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitGoroutines waits until no more goroutines run than before (paho ends its own shortly after a
+// disconnect).
+func waitGoroutines(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func event(h *Hub, cam, label string, n int) Event {
+	return Event{Type: "event", ID: h.NextID(), Camera: cam, Rule: "walkway", Kind: "enter", ObjectID: int64(n),
+		Label: label, PTS: float64(n) * 40, RTP: uint32(n) * 3600, CapturedAt: time.Date(2026, 1, 2, 3, 4, 5, n*1e6, time.UTC),
+		Count: n, Snapshot: "/api/v1/events/x/snapshot.jpg"}
+}
+
+func TestMQTTPublishesEventsInOrder(t *testing.T) {
+	b := startBroker(t, "allow_anonymous true")
+	sub := subscribe(t, b.url(), "", "", "sightline/+/events", "sightline/available")
+	before := runtime.NumGoroutine()
+	hub := NewHub(10)
+	m, err := NewMQTT(MQTTConfig{Broker: b.url(), Filter: Filter{Cameras: []string{"street", "yard"}, Classes: []string{"person"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runMQTT(t, m, hub)
+	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return m.Stats().Connected })
+	testenv.WaitFor(t, 10*time.Second, "online", func() bool { return len(sub.messages("/available")) == 1 })
+
+	var want []Event
+	for i := range 12 {
+		var e Event
+		switch i % 4 {
+		case 0:
+			e = event(hub, "street", "person", i)
+			want = append(want, e)
+		case 1:
+			e = event(hub, "garden", "person", i) // camera filtered out
+		case 2:
+			e = event(hub, "yard", "car", i) // class filtered out
+		case 3:
+			e = event(hub, "yard", "person", i)
+			want = append(want, e)
+		}
+		hub.Publish(e)
+	}
+	testenv.WaitFor(t, 10*time.Second, "6 events", func() bool { return len(sub.messages("/events")) == len(want) })
+	got := sub.messages("/events")
+	for i, e := range want {
+		body, _ := json.Marshal(e)
+		if got[i].topic != "sightline/"+e.Camera+"/events" || got[i].payload != string(body) || got[i].retained {
+			t.Fatalf("message %d: %+v\nwant on sightline/%s/events: %s", i, got[i], e.Camera, body)
+		}
+	}
+	if st := m.Stats(); st.Published != uint64(len(want)) || st.Failed != 0 || st.Dropped != 0 || st.LastError != "" ||
+		st.LastPublished.IsZero() || st.Name != "127.0.0.1" || st.Broker != b.url() {
+		t.Fatalf("stats %+v", st)
+	}
+
+	stop()
+	if m.Stats().Connected {
+		t.Fatal("still connected after stop")
+	}
+	testenv.WaitFor(t, 10*time.Second, "offline", func() bool { return len(sub.messages("/available")) == 2 })
+	if a := sub.messages("/available"); a[0].payload != "online" || a[1].payload != "offline" {
+		t.Fatalf("availability %+v: want online then offline", a)
+	}
+	// Both are retained: a subscriber arriving later learns the sink is offline.
+	late := subscribe(t, b.url(), "", "", "sightline/available")
+	testenv.WaitFor(t, 10*time.Second, "retained availability", func() bool { return len(late.messages("/available")) == 1 })
+	if a := late.messages("/available")[0]; a.payload != "offline" || !a.retained {
+		t.Fatalf("late subscriber got %+v: want retained offline", a)
+	}
+	late.close()
+	waitGoroutines(t, before)
+}
+
+func TestMQTTQoS0RetainAndPrefix(t *testing.T) {
+	b := startBroker(t, "allow_anonymous true")
+	hub := NewHub(10)
+	m, err := NewMQTT(MQTTConfig{Broker: "mqtt://127.0.0.1:" + strconv.Itoa(b.port), Name: "home", TopicPrefix: "home/cams",
+		QoS: new(byte(0)), Retain: true, ClientID: "sightline-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMQTT(t, m, hub)
+	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return m.Stats().Connected })
+	e := event(hub, "street", "person", 1)
+	hub.Publish(e)
+	testenv.WaitFor(t, 10*time.Second, "published", func() bool { return m.Stats().Published == 1 })
+	// Retained: a subscriber that comes afterwards still gets the camera's last event.
+	sub := subscribe(t, b.url(), "", "", "home/cams/#")
+	testenv.WaitFor(t, 10*time.Second, "retained event and availability", func() bool { return len(sub.messages("")) == 2 })
+	body, _ := json.Marshal(e)
+	ev, av := sub.messages("/events"), sub.messages("/available")
+	if len(ev) != 1 || ev[0].topic != "home/cams/street/events" || ev[0].payload != string(body) || !ev[0].retained {
+		t.Fatalf("events %+v", ev)
+	}
+	if len(av) != 1 || av[0].topic != "home/cams/available" || av[0].payload != "online" {
+		t.Fatalf("availability %+v", av)
+	}
+}
+
+func TestMQTTBrokerRestart(t *testing.T) {
+	b := startBroker(t, "allow_anonymous true")
+	before := runtime.NumGoroutine()
+	hub := NewHub(10)
+	m, err := NewMQTT(MQTTConfig{Broker: b.url(), QueueLen: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runMQTT(t, m, hub)
+	sub := subscribe(t, b.url(), "", "", "sightline/+/events")
+	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return m.Stats().Connected })
+	var all []Event
+	pub := func(n int) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range n {
+				e := event(hub, "street", "person", len(all))
+				all = append(all, e)
+				hub.Publish(e)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("hub.Publish blocked")
+		}
+	}
+	pub(3)
+	testenv.WaitFor(t, 10*time.Second, "3 events before the restart", func() bool { return len(sub.messages("/events")) == 3 })
+
+	b.kill()
+	testenv.WaitFor(t, 10*time.Second, "the sink to notice", func() bool { return !m.Stats().Connected })
+	if st := m.Stats(); st.LastError == "" {
+		t.Fatalf("stats after the broker died: %+v", st)
+	}
+	// The broker is away: 5 events wait in a queue of 3 (the 2 oldest are dropped), the hub never waits.
+	pub(5)
+	time.Sleep(300 * time.Millisecond) // at least one reconnect attempt fails
+	b.start()
+	sub2 := subscribe(t, b.url(), "", "", "sightline/+/events")
+	testenv.WaitFor(t, 15*time.Second, "reconnected", func() bool { return m.Stats().Connected })
+	testenv.WaitFor(t, 10*time.Second, "the 3 queued events published", func() bool { return m.Stats().Published == 6 })
+	pub(3)
+	testenv.WaitFor(t, 10*time.Second, "events after the restart", func() bool {
+		ev := sub2.messages("/events")
+		return len(ev) > 0 && strings.Contains(ev[len(ev)-1].payload, `"id":"`+all[len(all)-1].ID+`"`)
+	})
+	// Nothing lost silently: every event was published, dropped (the 2 oldest of the outage) or failed.
+	st := m.Stats()
+	if st.Published != 9 || st.Dropped != 2 || st.Failed != 0 {
+		t.Fatalf("stats %+v: want 9 published, 2 dropped", st)
+	}
+	// What the new subscriber saw is in order and without the dropped ones (the queued 3 may have gone
+	// out before it subscribed).
+	wantIDs := []string{}
+	for i, e := range all {
+		if i != 3 && i != 4 {
+			wantIDs = append(wantIDs, e.ID)
+		}
+	}
+	ev := sub2.messages("/events")
+	var gotIDs []string
+	for _, msg := range ev {
+		var e Event
+		if err := json.Unmarshal([]byte(msg.payload), &e); err != nil {
+			t.Fatal(err)
+		}
+		gotIDs = append(gotIDs, e.ID)
+	}
+	tail := wantIDs[len(wantIDs)-len(gotIDs):]
+	if len(gotIDs) < 3 || strings.Join(gotIDs, ",") != strings.Join(tail, ",") {
+		t.Fatalf("after the restart got %v, want a tail of %v", gotIDs, wantIDs)
+	}
+	t.Logf("after the restart the new subscriber got %d of the 6 published events", len(gotIDs))
+	stop()
+	sub2.close()
+	waitGoroutines(t, before)
+}
+
+func TestMQTTStopsWhileBrokerAway(t *testing.T) {
+	before := runtime.NumGoroutine()
+	hub := NewHub(10)
+	m, err := NewMQTT(MQTTConfig{Broker: "tcp://127.0.0.1:" + strconv.Itoa(freePort(t)), Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runMQTT(t, m, hub)
+	hub.Publish(event(hub, "street", "person", 1))
+	testenv.WaitFor(t, 10*time.Second, "a refused connection", func() bool { return m.Stats().LastError != "" })
+	if st := m.Stats(); st.Connected || st.Published != 0 || !strings.Contains(st.LastError, "connect to tcp://127.0.0.1") {
+		t.Fatalf("stats %+v", st)
+	}
+	stop()
+	waitGoroutines(t, before)
+}
+
+func TestMQTTAuth(t *testing.T) {
+	passwd := testenv.LookPath(t, "mosquitto_passwd", "mosquitto")
+	pwFile := filepath.Join(t.TempDir(), "passwd")
+	if out, err := exec.Command(passwd, "-b", "-c", pwFile, "cam", "S3cretPw!").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+	}
+	b := startBroker(t, "allow_anonymous false", "password_file "+pwFile)
+	sub := subscribe(t, b.url(), "cam", "S3cretPw!", "sightline/+/events")
+	hub := NewHub(10)
+
+	// Credentials in the URL work and never show.
+	good, err := NewMQTT(MQTTConfig{Broker: "tcp://cam:S3cretPw%21@127.0.0.1:" + strconv.Itoa(b.port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := NewMQTT(MQTTConfig{Broker: b.url(), Username: "cam", Password: "WrongPw!", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMQTT(t, good, hub)
+	runMQTT(t, bad, hub)
+	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return good.Stats().Connected })
+	hub.Publish(event(hub, "street", "person", 1))
+	testenv.WaitFor(t, 10*time.Second, "the event", func() bool { return len(sub.messages("/events")) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the refusal", func() bool { return bad.Stats().LastError != "" })
+	gs, bs := good.Stats(), bad.Stats()
+	if bs.Connected || bs.Published != 0 || !strings.Contains(strings.ToLower(bs.LastError), "not authori") {
+		t.Fatalf("wrong password: %+v", bs)
+	}
+	for _, s := range []string{fmt.Sprintf("%+v", gs), fmt.Sprintf("%+v", bs)} {
+		if strings.Contains(s, "S3cret") || strings.Contains(s, "WrongPw") {
+			t.Fatalf("stats show a password: %s", s)
+		}
+	}
+	if gs.Broker != b.url() {
+		t.Fatalf("broker shown as %q", gs.Broker)
+	}
+}
+
+func TestNewMQTTDefaults(t *testing.T) {
+	m, err := NewMQTT(MQTTConfig{Broker: "tcp://broker.lan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.cfg.Name != "broker.lan" || m.broker.Host != "broker.lan:1883" || m.qos != 1 || m.cfg.QueueLen != DefaultMQTTQueueLen ||
+		m.cfg.Timeout != DefaultMQTTTimeout || !strings.HasPrefix(m.cfg.ClientID, "sightline-") || len(m.cfg.ClientID) > 23 ||
+		m.EventTopic("street") != "sightline/street/events" || m.AvailabilityTopic() != "sightline/available" {
+		t.Fatalf("defaults: %+v %s", m.cfg, m.broker)
+	}
+	m2, err := NewMQTT(MQTTConfig{Broker: "mqtts://u:pw@[::1]", TLSInsecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.broker.Host != "[::1]:8883" || m2.cfg.Username != "u" || m2.cfg.Password != "pw" || m2.Stats().Broker != "mqtts://[::1]:8883" {
+		t.Fatalf("tls defaults: %+v %s", m2.cfg, m2.Stats().Broker)
+	}
+	if _, err := NewMQTT(MQTTConfig{Broker: "ws://127.0.0.1:9001/mqtt"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewMQTTRejectsBadConfigs(t *testing.T) {
+	const secret = "Sup3rSecret"
+	for _, c := range []struct {
+		name string
+		cfg  MQTTConfig
+		want string
+	}{
+		{"empty broker", MQTTConfig{}, "want tcp://"},
+		{"http scheme", MQTTConfig{Broker: "http://u:" + secret + "@h"}, "want tcp://"},
+		{"no host", MQTTConfig{Broker: "tcp://u:" + secret + "@:1883"}, "no host"},
+		{"bad port", MQTTConfig{Broker: "tcp://u:" + secret + "@h:port"}, "cannot parse"},
+		{"bad escape", MQTTConfig{Broker: "tcp://u:" + secret + "%zz@h"}, "cannot parse"},
+		{"path on tcp", MQTTConfig{Broker: "tcp://u:" + secret + "@h/x"}, "path or query"},
+		{"qos 2", MQTTConfig{Broker: "tcp://h", Password: secret, Username: "u", QoS: new(byte(2))}, "qos 2"},
+		{"wildcard +", MQTTConfig{Broker: "tcp://h", Password: secret, Username: "u", TopicPrefix: "a/+"}, "wildcards"},
+		{"wildcard #", MQTTConfig{Broker: "tcp://h", TopicPrefix: "#"}, "wildcards"},
+		{"trailing /", MQTTConfig{Broker: "tcp://h", TopicPrefix: "a/"}, "trailing"},
+		{"empty level", MQTTConfig{Broker: "tcp://h", TopicPrefix: "a//b"}, "empty levels"},
+		{"insecure without tls", MQTTConfig{Broker: "tcp://u:" + secret + "@h", TLSInsecure: true}, "TLS scheme"},
+		{"password alone", MQTTConfig{Broker: "tcp://h", Password: secret}, "without a username"},
+		{"negative timeout", MQTTConfig{Broker: "tcp://h", Timeout: -1}, "negative"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := NewMQTT(c.cfg)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error with %q", err, c.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+func TestMQTTRefusesUnsafeCameraTopic(t *testing.T) {
+	b := startBroker(t, "allow_anonymous true")
+	sub := subscribe(t, b.url(), "", "", "sightline/#")
+	hub := NewHub(10)
+	m, err := NewMQTT(MQTTConfig{Broker: b.url()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMQTT(t, m, hub)
+	hub.Publish(event(hub, "a/b", "person", 1))
+	hub.Publish(event(hub, "street", "person", 2))
+	testenv.WaitFor(t, 10*time.Second, "the good event", func() bool { return m.Stats().Published == 1 })
+	st := m.Stats()
+	if st.Failed != 1 || !strings.Contains(st.LastError, "topic level") && st.LastError != "" {
+		t.Fatalf("stats %+v", st)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the good event", func() bool { return len(sub.messages("/events")) == 1 })
+	if ev := sub.messages("/events"); ev[0].topic != "sightline/street/events" {
+		t.Fatalf("got %+v", ev)
+	}
+}
+
+// FuzzNewMQTT: any broker URL and password give a sink or an error, never a panic, and the error never
+// shows the password (a password shows when the error differs from the one with another password there).
+func FuzzNewMQTT(f *testing.F) {
+	for _, s := range []string{"tcp://h:1883", "ssl://h", "ws://h:9001/mqtt", "tcp://h:port", "%zz", "tcp://[::1", "mqtts://h/x?y"} {
+		f.Add(s, "pw0rd!")
+	}
+	f.Fuzz(func(t *testing.T, rest, pw string) {
+		const other = "Qq7Qq7Qq7"
+		try := func(pw string) []error {
+			var errs []error
+			for _, broker := range []string{rest, "tcp://" + url.UserPassword("user", pw).String() + "@" + rest} {
+				_, err := NewMQTT(MQTTConfig{Broker: broker, Username: "u", Password: pw})
+				errs = append(errs, err)
+			}
+			return errs
+		}
+		if len(pw) < 4 || pw == other {
+			return
+		}
+		errs, others := try(pw), try(other)
+		for i, err := range errs {
+			if err != nil && strings.Contains(err.Error(), pw) && (others[i] == nil || !strings.Contains(others[i].Error(), pw)) {
+				t.Fatalf("broker %q: error shows the password %q: %v", rest, pw, err)
+			}
+		}
+	})
+}
