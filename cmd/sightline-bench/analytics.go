@@ -13,9 +13,9 @@ import (
 	"sightline/analytics"
 )
 
-// checkModel makes sure the model and library exist, with a hint when they do not.
-func checkModel(model, library string) error {
-	for _, p := range []string{model, library} {
+// checkModel makes sure the model, the library and any clips exist, with a hint when they do not.
+func checkModel(model, library string, clips ...string) error {
+	for _, p := range append([]string{model, library}, clips...) {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("%w (make media onnxruntime; or -model, -onnx-library)", err)
 		}

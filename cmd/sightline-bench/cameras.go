@@ -80,10 +80,8 @@ type camerasRun struct {
 }
 
 func runCameras(ctx context.Context, c camerasConfig, progress io.Writer) ([]camerasRun, error) {
-	for _, p := range append([]string{c.model, c.library}, c.clips...) {
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("%w (make media onnxruntime; or -model, -onnx-library)", err)
-		}
+	if err := checkModel(c.model, c.library, c.clips...); err != nil {
+		return nil, err
 	}
 	var dets []analytics.Detector
 	defer func() {
