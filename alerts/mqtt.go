@@ -27,9 +27,10 @@ const (
 	DefaultMQTTQueueLen    = 100
 	DefaultMQTTTimeout     = 5 * time.Second
 	// A lost or refused connection is tried again after mqttMinBackoff, doubling up to mqttMaxBackoff
-	// (±20 % jitter); a successful connection starts over.
+	// (±20 % jitter); a connection that held for mqttStable starts over.
 	mqttMinBackoff = 500 * time.Millisecond
 	mqttMaxBackoff = 30 * time.Second
+	mqttStable     = 10 * time.Second
 	// mqttQuiesce is how long a clean disconnect waits for the DISCONNECT packet to go out.
 	mqttQuiesce = 250 // ms
 )
@@ -231,7 +232,7 @@ func (m *MQTT) Subscribe(hub *Hub) func(ctx context.Context) {
 				backoff = min(2*backoff, mqttMaxBackoff)
 				continue
 			}
-			backoff = mqttMinBackoff
+			since := time.Now()
 			m.setConnected(true)
 			m.log.Info("mqtt: connected", "broker", m.redacted)
 			if err := m.wait(c.Publish(m.available, 1, true, "online")); err != nil {
@@ -246,6 +247,16 @@ func (m *MQTT) Subscribe(hub *Hub) func(ctx context.Context) {
 			}
 			m.log.Warn("mqtt: connection lost", "broker", m.redacted, "error", m.Stats().LastError)
 			c.Disconnect(0) // already disconnected: only makes sure paho is done with it
+			// A connection that held a while is tried again at once; one that drops right away (a broker
+			// that kicks a duplicate client id, say) waits and backs off like a refused one.
+			if time.Since(since) >= mqttStable {
+				backoff = mqttMinBackoff
+				continue
+			}
+			if !sleepCtx(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, mqttMaxBackoff)
 		}
 	}
 }

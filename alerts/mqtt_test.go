@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -406,20 +407,51 @@ func TestMQTTBrokerRestart(t *testing.T) {
 }
 
 func TestMQTTStopsWhileBrokerAway(t *testing.T) {
-	before := runtime.NumGoroutine()
-	hub := NewHub(10)
-	m, err := NewMQTT(MQTTConfig{Broker: "tcp://127.0.0.1:" + strconv.Itoa(freePort(t)), Timeout: time.Second})
+	// silent accepts connections and never answers (a wedged broker); refused has nobody listening.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := runMQTT(t, m, hub)
-	hub.Publish(event(hub, "street", "person", 1))
-	testenv.WaitFor(t, 10*time.Second, "a refused connection", func() bool { return m.Stats().LastError != "" })
-	if st := m.Stats(); st.Connected || st.Published != 0 || !strings.Contains(st.LastError, "connect to tcp://127.0.0.1") {
-		t.Fatalf("stats %+v", st)
+	var held sync.WaitGroup
+	held.Add(1)
+	go func() {
+		defer held.Done()
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { silent.Close(); held.Wait() })
+	for _, c := range []struct{ name, broker, want string }{
+		{"refused", "tcp://127.0.0.1:" + strconv.Itoa(freePort(t)), "connection refused"},
+		{"silent", "tcp://" + silent.Addr().String(), "connect to tcp://127.0.0.1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := runtime.NumGoroutine()
+			hub := NewHub(10)
+			m, err := NewMQTT(MQTTConfig{Broker: c.broker, Timeout: 500 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := runMQTT(t, m, hub)
+			hub.Publish(event(hub, "street", "person", 1)) // waits in the queue; the hub does not
+			testenv.WaitFor(t, 10*time.Second, "a failed connection attempt", func() bool { return m.Stats().LastError != "" })
+			if st := m.Stats(); st.Connected || st.Published != 0 || st.Failed != 0 || !strings.Contains(st.LastError, c.want) {
+				t.Fatalf("stats %+v", st)
+			}
+			stop() // bounded even while an attempt is under way (by Timeout)
+			waitGoroutines(t, before)
+		})
 	}
-	stop()
-	waitGoroutines(t, before)
 }
 
 func TestMQTTAuth(t *testing.T) {
@@ -565,4 +597,106 @@ func FuzzNewMQTT(f *testing.F) {
 			}
 		}
 	})
+}
+
+// proxy relays TCP connections to target; cut drops the current ones abruptly (the listener stays).
+type proxy struct {
+	l      net.Listener
+	target string
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l, target: target}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); _, _ = io.Copy(u, c); u.Close() }()
+			go func() { defer p.wg.Done(); _, _ = io.Copy(c, u); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); p.cut(); p.wg.Wait() })
+	return p
+}
+
+func (p *proxy) url() string { return "tcp://" + p.l.Addr().String() }
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func TestMQTTWillThenReconnect(t *testing.T) {
+	b := startBroker(t, "allow_anonymous true")
+	p := startProxy(t, "127.0.0.1:"+strconv.Itoa(b.port))
+	sub := subscribe(t, b.url(), "", "", "sightline/available", "sightline/+/events")
+	hub := NewHub(10)
+	m, err := NewMQTT(MQTTConfig{Broker: p.url()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMQTT(t, m, hub)
+	testenv.WaitFor(t, 10*time.Second, "online", func() bool { return len(sub.messages("/available")) == 1 })
+	// The sink's connection drops without a DISCONNECT: the broker sends its will, then it comes back.
+	p.cut()
+	testenv.WaitFor(t, 15*time.Second, "offline (the will), then online", func() bool { return len(sub.messages("/available")) == 3 })
+	var seq []string
+	for _, a := range sub.messages("/available") {
+		seq = append(seq, a.payload)
+	}
+	if strings.Join(seq, ",") != "online,offline,online" {
+		t.Fatalf("availability %v", seq)
+	}
+	hub.Publish(event(hub, "street", "person", 1))
+	testenv.WaitFor(t, 10*time.Second, "an event on the new connection", func() bool { return len(sub.messages("/events")) == 1 })
+}
+
+func TestMQTTEndsWhenHubCloses(t *testing.T) {
+	b := startBroker(t, "allow_anonymous true")
+	sub := subscribe(t, b.url(), "", "", "sightline/#")
+	hub := NewHub(10)
+	m, err := NewMQTT(MQTTConfig{Broker: b.url()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver := m.Subscribe(hub)
+	done := make(chan struct{})
+	go func() { defer close(done); deliver(context.Background()) }()
+	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return m.Stats().Connected })
+	hub.Publish(event(hub, "street", "person", 1))
+	hub.Close() // what was queued still goes out, then the sink says goodbye
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sink did not end with the hub")
+	}
+	testenv.WaitFor(t, 10*time.Second, "event and offline", func() bool { return len(sub.messages("")) == 3 })
+	if ms := sub.messages(""); ms[1].topic != "sightline/street/events" || ms[2].payload != "offline" {
+		t.Fatalf("got %+v", ms)
+	}
 }
