@@ -1,14 +1,12 @@
 package alerts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -18,183 +16,9 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
+	"sightline/internal/mqtttest"
 	"sightline/internal/testenv"
 )
-
-// mosquittoPath finds Debian's broker, which lives in /usr/sbin (not on every user's PATH).
-func mosquittoPath(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("mosquitto"); err == nil {
-		return p
-	}
-	if _, err := os.Stat("/usr/sbin/mosquitto"); err == nil {
-		return testenv.LookPath(t, "/usr/sbin/mosquitto", "mosquitto")
-	}
-	return testenv.LookPath(t, "mosquitto", "mosquitto")
-}
-
-// broker is a real mosquitto on 127.0.0.1, one per test, that can be killed and started again on the
-// same port.
-type broker struct {
-	t    *testing.T
-	bin  string
-	conf string
-	port int
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  bytes.Buffer
-}
-
-// startBroker starts mosquitto with extra config lines (allow_anonymous, password_file, ...).
-func startBroker(t *testing.T, extra ...string) *broker {
-	t.Helper()
-	b := &broker{t: t, bin: mosquittoPath(t), port: freePort(t)}
-	lines := []string{fmt.Sprintf("listener %d 127.0.0.1", b.port), "persistence false", "log_dest stderr",
-		"log_type error", "log_type warning"}
-	if os.Geteuid() == 0 {
-		lines = append(lines, "user root") // as root mosquitto would switch to its own user, who cannot read t.TempDir()
-	}
-	lines = append(lines, extra...)
-	b.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
-	if err := os.WriteFile(b.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b.start()
-	t.Cleanup(b.kill)
-	return b
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func (b *broker) url() string { return "tcp://127.0.0.1:" + strconv.Itoa(b.port) }
-
-// start runs the broker and waits until it accepts connections.
-func (b *broker) start() {
-	b.t.Helper()
-	b.mu.Lock()
-	cmd := exec.Command(b.bin, "-c", b.conf)
-	cmd.Stdout, cmd.Stderr = &syncWriter{mu: &b.mu, w: &b.log}, &syncWriter{mu: &b.mu, w: &b.log}
-	if err := cmd.Start(); err != nil {
-		b.mu.Unlock()
-		b.t.Fatalf("start mosquitto: %v", err)
-	}
-	done := make(chan struct{})
-	b.cmd, b.done = cmd, done
-	b.mu.Unlock()
-	go func() { _ = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(b.port), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-done:
-			b.t.Fatalf("mosquitto exited: %s", b.output())
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto does not listen on %d: %s", b.port, b.output())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-// kill ends the broker with SIGKILL (no goodbye to its clients) and waits for it.
-func (b *broker) kill() {
-	b.mu.Lock()
-	cmd, done := b.cmd, b.done
-	b.cmd = nil
-	b.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-func (b *broker) output() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.log.String()
-}
-
-type syncWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-// message is one message a test subscriber got.
-type message struct {
-	topic    string
-	payload  string
-	retained bool
-}
-
-// subscriber is an independent paho client subscribed to topics, recording what arrives.
-type subscriber struct {
-	c  paho.Client
-	mu sync.Mutex
-	ms []message
-}
-
-func subscribe(t *testing.T, brokerURL, user, pass string, topics ...string) *subscriber {
-	t.Helper()
-	s := &subscriber{}
-	opts := paho.NewClientOptions().AddBroker(brokerURL).SetClientID("test-sub-" + strconv.FormatInt(time.Now().UnixNano(), 36)).
-		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectTimeout(5 * time.Second)
-	s.c = paho.NewClient(opts)
-	if tok := s.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscriber connect: %v", tok.Error())
-	}
-	filters := map[string]byte{}
-	for _, tp := range topics {
-		filters[tp] = 1
-	}
-	if tok := s.c.SubscribeMultiple(filters, func(_ paho.Client, m paho.Message) {
-		s.mu.Lock()
-		s.ms = append(s.ms, message{m.Topic(), string(m.Payload()), m.Retained()})
-		s.mu.Unlock()
-	}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("subscribe: %v", tok.Error())
-	}
-	t.Cleanup(s.close)
-	return s
-}
-
-func (s *subscriber) close() { s.c.Disconnect(100) }
-
-// messages returns what arrived on topics matching the suffix.
-func (s *subscriber) messages(suffix string) []message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []message
-	for _, m := range s.ms {
-		if strings.HasSuffix(m.topic, suffix) {
-			out = append(out, m)
-		}
-	}
-	return out
-}
 
 // runMQTT starts m on hub and returns a stop function that waits for it.
 func runMQTT(t *testing.T, m *MQTT, hub *Hub) (stop func()) {
@@ -239,17 +63,17 @@ func event(h *Hub, cam, label string, n int) Event {
 }
 
 func TestMQTTPublishesEventsInOrder(t *testing.T) {
-	b := startBroker(t, "allow_anonymous true")
-	sub := subscribe(t, b.url(), "", "", "sightline/+/events", "sightline/available")
+	b := mqtttest.StartBroker(t, "allow_anonymous true")
+	sub := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/+/events", "sightline/available")
 	before := runtime.NumGoroutine()
 	hub := NewHub(10)
-	m, err := NewMQTT(MQTTConfig{Broker: b.url(), Filter: Filter{Cameras: []string{"street", "yard"}, Classes: []string{"person"}}})
+	m, err := NewMQTT(MQTTConfig{Broker: b.URL(), Filter: Filter{Cameras: []string{"street", "yard"}, Classes: []string{"person"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runMQTT(t, m, hub)
 	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return m.Stats().Connected })
-	testenv.WaitFor(t, 10*time.Second, "online", func() bool { return len(sub.messages("/available")) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "online", func() bool { return len(sub.Messages("/available")) == 1 })
 
 	var want []Event
 	for i := range 12 {
@@ -268,16 +92,16 @@ func TestMQTTPublishesEventsInOrder(t *testing.T) {
 		}
 		hub.Publish(e)
 	}
-	testenv.WaitFor(t, 10*time.Second, "6 events", func() bool { return len(sub.messages("/events")) == len(want) })
-	got := sub.messages("/events")
+	testenv.WaitFor(t, 10*time.Second, "6 events", func() bool { return len(sub.Messages("/events")) == len(want) })
+	got := sub.Messages("/events")
 	for i, e := range want {
 		body, _ := json.Marshal(e)
-		if got[i].topic != "sightline/"+e.Camera+"/events" || got[i].payload != string(body) || got[i].retained {
+		if got[i].Topic != "sightline/"+e.Camera+"/events" || got[i].Payload != string(body) || got[i].Retained {
 			t.Fatalf("message %d: %+v\nwant on sightline/%s/events: %s", i, got[i], e.Camera, body)
 		}
 	}
 	if st := m.Stats(); st.Published != uint64(len(want)) || st.Failed != 0 || st.Dropped != 0 || st.LastError != "" ||
-		st.LastPublished.IsZero() || st.Name != "127.0.0.1" || st.Broker != b.url() {
+		st.LastPublished.IsZero() || st.Name != "127.0.0.1" || st.Broker != b.URL() {
 		t.Fatalf("stats %+v", st)
 	}
 
@@ -285,24 +109,24 @@ func TestMQTTPublishesEventsInOrder(t *testing.T) {
 	if m.Stats().Connected {
 		t.Fatal("still connected after stop")
 	}
-	testenv.WaitFor(t, 10*time.Second, "offline", func() bool { return len(sub.messages("/available")) == 2 })
-	if a := sub.messages("/available"); a[0].payload != "online" || a[1].payload != "offline" {
+	testenv.WaitFor(t, 10*time.Second, "offline", func() bool { return len(sub.Messages("/available")) == 2 })
+	if a := sub.Messages("/available"); a[0].Payload != "online" || a[1].Payload != "offline" {
 		t.Fatalf("availability %+v: want online then offline", a)
 	}
 	// Both are retained: a subscriber arriving later learns the sink is offline.
-	late := subscribe(t, b.url(), "", "", "sightline/available")
-	testenv.WaitFor(t, 10*time.Second, "retained availability", func() bool { return len(late.messages("/available")) == 1 })
-	if a := late.messages("/available")[0]; a.payload != "offline" || !a.retained {
+	late := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/available")
+	testenv.WaitFor(t, 10*time.Second, "retained availability", func() bool { return len(late.Messages("/available")) == 1 })
+	if a := late.Messages("/available")[0]; a.Payload != "offline" || !a.Retained {
 		t.Fatalf("late subscriber got %+v: want retained offline", a)
 	}
-	late.close()
+	late.Close()
 	waitGoroutines(t, before)
 }
 
 func TestMQTTQoS0RetainAndPrefix(t *testing.T) {
-	b := startBroker(t, "allow_anonymous true")
+	b := mqtttest.StartBroker(t, "allow_anonymous true")
 	hub := NewHub(10)
-	m, err := NewMQTT(MQTTConfig{Broker: "mqtt://127.0.0.1:" + strconv.Itoa(b.port), Name: "home", TopicPrefix: "home/cams",
+	m, err := NewMQTT(MQTTConfig{Broker: "mqtt://127.0.0.1:" + strconv.Itoa(b.Port()), Name: "home", TopicPrefix: "home/cams",
 		QoS: new(byte(0)), Retain: true, ClientID: "sightline-test"})
 	if err != nil {
 		t.Fatal(err)
@@ -313,28 +137,28 @@ func TestMQTTQoS0RetainAndPrefix(t *testing.T) {
 	hub.Publish(e)
 	testenv.WaitFor(t, 10*time.Second, "published", func() bool { return m.Stats().Published == 1 })
 	// Retained: a subscriber that comes afterwards still gets the camera's last event.
-	sub := subscribe(t, b.url(), "", "", "home/cams/#")
-	testenv.WaitFor(t, 10*time.Second, "retained event and availability", func() bool { return len(sub.messages("")) == 2 })
+	sub := mqtttest.Subscribe(t, b.URL(), "", "", "home/cams/#")
+	testenv.WaitFor(t, 10*time.Second, "retained event and availability", func() bool { return len(sub.Messages("")) == 2 })
 	body, _ := json.Marshal(e)
-	ev, av := sub.messages("/events"), sub.messages("/available")
-	if len(ev) != 1 || ev[0].topic != "home/cams/street/events" || ev[0].payload != string(body) || !ev[0].retained {
+	ev, av := sub.Messages("/events"), sub.Messages("/available")
+	if len(ev) != 1 || ev[0].Topic != "home/cams/street/events" || ev[0].Payload != string(body) || !ev[0].Retained {
 		t.Fatalf("events %+v", ev)
 	}
-	if len(av) != 1 || av[0].topic != "home/cams/available" || av[0].payload != "online" {
+	if len(av) != 1 || av[0].Topic != "home/cams/available" || av[0].Payload != "online" {
 		t.Fatalf("availability %+v", av)
 	}
 }
 
 func TestMQTTBrokerRestart(t *testing.T) {
-	b := startBroker(t, "allow_anonymous true")
+	b := mqtttest.StartBroker(t, "allow_anonymous true")
 	before := runtime.NumGoroutine()
 	hub := NewHub(10)
-	m, err := NewMQTT(MQTTConfig{Broker: b.url(), QueueLen: 3})
+	m, err := NewMQTT(MQTTConfig{Broker: b.URL(), QueueLen: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stop := runMQTT(t, m, hub)
-	sub := subscribe(t, b.url(), "", "", "sightline/+/events")
+	sub := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/+/events")
 	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return m.Stats().Connected })
 	var all []Event
 	pub := func(n int) {
@@ -355,9 +179,9 @@ func TestMQTTBrokerRestart(t *testing.T) {
 		}
 	}
 	pub(3)
-	testenv.WaitFor(t, 10*time.Second, "3 events before the restart", func() bool { return len(sub.messages("/events")) == 3 })
+	testenv.WaitFor(t, 10*time.Second, "3 events before the restart", func() bool { return len(sub.Messages("/events")) == 3 })
 
-	b.kill()
+	b.Kill()
 	testenv.WaitFor(t, 10*time.Second, "the sink to notice", func() bool { return !m.Stats().Connected })
 	if st := m.Stats(); st.LastError == "" {
 		t.Fatalf("stats after the broker died: %+v", st)
@@ -365,14 +189,14 @@ func TestMQTTBrokerRestart(t *testing.T) {
 	// The broker is away: 5 events wait in a queue of 3 (the 2 oldest are dropped), the hub never waits.
 	pub(5)
 	time.Sleep(300 * time.Millisecond) // at least one reconnect attempt fails
-	b.start()
-	sub2 := subscribe(t, b.url(), "", "", "sightline/+/events")
+	b.Start()
+	sub2 := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/+/events")
 	testenv.WaitFor(t, 15*time.Second, "reconnected", func() bool { return m.Stats().Connected })
 	testenv.WaitFor(t, 10*time.Second, "the 3 queued events published", func() bool { return m.Stats().Published == 6 })
 	pub(3)
 	testenv.WaitFor(t, 10*time.Second, "events after the restart", func() bool {
-		ev := sub2.messages("/events")
-		return len(ev) > 0 && strings.Contains(ev[len(ev)-1].payload, `"id":"`+all[len(all)-1].ID+`"`)
+		ev := sub2.Messages("/events")
+		return len(ev) > 0 && strings.Contains(ev[len(ev)-1].Payload, `"id":"`+all[len(all)-1].ID+`"`)
 	})
 	// Nothing lost silently: every event was published, dropped (the 2 oldest of the outage) or failed.
 	st := m.Stats()
@@ -387,11 +211,11 @@ func TestMQTTBrokerRestart(t *testing.T) {
 			wantIDs = append(wantIDs, e.ID)
 		}
 	}
-	ev := sub2.messages("/events")
+	ev := sub2.Messages("/events")
 	var gotIDs []string
 	for _, msg := range ev {
 		var e Event
-		if err := json.Unmarshal([]byte(msg.payload), &e); err != nil {
+		if err := json.Unmarshal([]byte(msg.Payload), &e); err != nil {
 			t.Fatal(err)
 		}
 		gotIDs = append(gotIDs, e.ID)
@@ -402,7 +226,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 	}
 	t.Logf("after the restart the new subscriber got %d of the 6 published events", len(gotIDs))
 	stop()
-	sub2.close()
+	sub2.Close()
 	waitGoroutines(t, before)
 }
 
@@ -432,7 +256,7 @@ func TestMQTTStopsWhileBrokerAway(t *testing.T) {
 	}()
 	t.Cleanup(func() { silent.Close(); held.Wait() })
 	for _, c := range []struct{ name, broker, want string }{
-		{"refused", "tcp://127.0.0.1:" + strconv.Itoa(freePort(t)), "connection refused"},
+		{"refused", "tcp://127.0.0.1:" + strconv.Itoa(mqtttest.FreePort(t)), "connection refused"},
 		{"silent", "tcp://" + silent.Addr().String(), "connect to tcp://127.0.0.1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -460,16 +284,16 @@ func TestMQTTAuth(t *testing.T) {
 	if out, err := exec.Command(passwd, "-b", "-c", pwFile, "cam", "S3cretPw!").CombinedOutput(); err != nil {
 		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
 	}
-	b := startBroker(t, "allow_anonymous false", "password_file "+pwFile)
-	sub := subscribe(t, b.url(), "cam", "S3cretPw!", "sightline/+/events")
+	b := mqtttest.StartBroker(t, "allow_anonymous false", "password_file "+pwFile)
+	sub := mqtttest.Subscribe(t, b.URL(), "cam", "S3cretPw!", "sightline/+/events")
 	hub := NewHub(10)
 
 	// Credentials in the URL work and never show.
-	good, err := NewMQTT(MQTTConfig{Broker: "tcp://cam:S3cretPw%21@127.0.0.1:" + strconv.Itoa(b.port)})
+	good, err := NewMQTT(MQTTConfig{Broker: "tcp://cam:S3cretPw%21@127.0.0.1:" + strconv.Itoa(b.Port())})
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad, err := NewMQTT(MQTTConfig{Broker: b.url(), Username: "cam", Password: "WrongPw!", Timeout: time.Second})
+	bad, err := NewMQTT(MQTTConfig{Broker: b.URL(), Username: "cam", Password: "WrongPw!", Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +301,7 @@ func TestMQTTAuth(t *testing.T) {
 	runMQTT(t, bad, hub)
 	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return good.Stats().Connected })
 	hub.Publish(event(hub, "street", "person", 1))
-	testenv.WaitFor(t, 10*time.Second, "the event", func() bool { return len(sub.messages("/events")) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the event", func() bool { return len(sub.Messages("/events")) == 1 })
 	testenv.WaitFor(t, 10*time.Second, "the refusal", func() bool { return bad.Stats().LastError != "" })
 	gs, bs := good.Stats(), bad.Stats()
 	if bs.Connected || bs.Published != 0 || !strings.Contains(strings.ToLower(bs.LastError), "not authori") {
@@ -488,7 +312,7 @@ func TestMQTTAuth(t *testing.T) {
 			t.Fatalf("stats show a password: %s", s)
 		}
 	}
-	if gs.Broker != b.url() {
+	if gs.Broker != b.URL() {
 		t.Fatalf("broker shown as %q", gs.Broker)
 	}
 }
@@ -550,10 +374,10 @@ func TestNewMQTTRejectsBadConfigs(t *testing.T) {
 }
 
 func TestMQTTRefusesUnsafeCameraTopic(t *testing.T) {
-	b := startBroker(t, "allow_anonymous true")
-	sub := subscribe(t, b.url(), "", "", "sightline/#")
+	b := mqtttest.StartBroker(t, "allow_anonymous true")
+	sub := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/#")
 	hub := NewHub(10)
-	m, err := NewMQTT(MQTTConfig{Broker: b.url()})
+	m, err := NewMQTT(MQTTConfig{Broker: b.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,8 +389,8 @@ func TestMQTTRefusesUnsafeCameraTopic(t *testing.T) {
 	if st.Failed != 1 || !strings.Contains(st.LastError, "topic level") && st.LastError != "" {
 		t.Fatalf("stats %+v", st)
 	}
-	testenv.WaitFor(t, 10*time.Second, "the good event", func() bool { return len(sub.messages("/events")) == 1 })
-	if ev := sub.messages("/events"); ev[0].topic != "sightline/street/events" {
+	testenv.WaitFor(t, 10*time.Second, "the good event", func() bool { return len(sub.Messages("/events")) == 1 })
+	if ev := sub.Messages("/events"); ev[0].Topic != "sightline/street/events" {
 		t.Fatalf("got %+v", ev)
 	}
 }
@@ -640,7 +464,7 @@ func startProxy(t *testing.T, target string) *proxy {
 	return p
 }
 
-func (p *proxy) url() string { return "tcp://" + p.l.Addr().String() }
+func (p *proxy) URL() string { return "tcp://" + p.l.Addr().String() }
 
 func (p *proxy) cut() {
 	p.mu.Lock()
@@ -652,35 +476,35 @@ func (p *proxy) cut() {
 }
 
 func TestMQTTWillThenReconnect(t *testing.T) {
-	b := startBroker(t, "allow_anonymous true")
-	p := startProxy(t, "127.0.0.1:"+strconv.Itoa(b.port))
-	sub := subscribe(t, b.url(), "", "", "sightline/available", "sightline/+/events")
+	b := mqtttest.StartBroker(t, "allow_anonymous true")
+	p := startProxy(t, "127.0.0.1:"+strconv.Itoa(b.Port()))
+	sub := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/available", "sightline/+/events")
 	hub := NewHub(10)
-	m, err := NewMQTT(MQTTConfig{Broker: p.url()})
+	m, err := NewMQTT(MQTTConfig{Broker: p.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runMQTT(t, m, hub)
-	testenv.WaitFor(t, 10*time.Second, "online", func() bool { return len(sub.messages("/available")) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "online", func() bool { return len(sub.Messages("/available")) == 1 })
 	// The sink's connection drops without a DISCONNECT: the broker sends its will, then it comes back.
 	p.cut()
-	testenv.WaitFor(t, 15*time.Second, "offline (the will), then online", func() bool { return len(sub.messages("/available")) == 3 })
+	testenv.WaitFor(t, 15*time.Second, "offline (the will), then online", func() bool { return len(sub.Messages("/available")) == 3 })
 	var seq []string
-	for _, a := range sub.messages("/available") {
-		seq = append(seq, a.payload)
+	for _, a := range sub.Messages("/available") {
+		seq = append(seq, a.Payload)
 	}
 	if strings.Join(seq, ",") != "online,offline,online" {
 		t.Fatalf("availability %v", seq)
 	}
 	hub.Publish(event(hub, "street", "person", 1))
-	testenv.WaitFor(t, 10*time.Second, "an event on the new connection", func() bool { return len(sub.messages("/events")) == 1 })
+	testenv.WaitFor(t, 10*time.Second, "an event on the new connection", func() bool { return len(sub.Messages("/events")) == 1 })
 }
 
 func TestMQTTEndsWhenHubCloses(t *testing.T) {
-	b := startBroker(t, "allow_anonymous true")
-	sub := subscribe(t, b.url(), "", "", "sightline/#")
+	b := mqtttest.StartBroker(t, "allow_anonymous true")
+	sub := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/#")
 	hub := NewHub(10)
-	m, err := NewMQTT(MQTTConfig{Broker: b.url()})
+	m, err := NewMQTT(MQTTConfig{Broker: b.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,8 +519,8 @@ func TestMQTTEndsWhenHubCloses(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the sink did not end with the hub")
 	}
-	testenv.WaitFor(t, 10*time.Second, "event and offline", func() bool { return len(sub.messages("")) == 3 })
-	if ms := sub.messages(""); ms[1].topic != "sightline/street/events" || ms[2].payload != "offline" {
+	testenv.WaitFor(t, 10*time.Second, "event and offline", func() bool { return len(sub.Messages("")) == 3 })
+	if ms := sub.Messages(""); ms[1].Topic != "sightline/street/events" || ms[2].Payload != "offline" {
 		t.Fatalf("got %+v", ms)
 	}
 }

@@ -28,6 +28,46 @@ type AlertsConfig struct {
 	SnapshotQuality int `yaml:"snapshotQuality"`
 	// Webhooks receive every matching event as a JSON POST.
 	Webhooks []WebhookConfig `yaml:"webhooks"`
+	// MQTT brokers receive every matching event on <topicPrefix>/<camera>/events.
+	MQTT []MQTTConfig `yaml:"mqtt"`
+}
+
+// MQTTConfig is one MQTT sink (see alerts.MQTTConfig).
+type MQTTConfig struct {
+	Name string `yaml:"name"`
+	// Broker: tcp:// or mqtt:// (1883), ssl://, tls:// or mqtts:// (8883), ws:// or wss://.
+	Broker   string `yaml:"broker"`
+	ClientID string `yaml:"clientId"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// TopicPrefix (default sightline): events on <prefix>/<camera>/events, availability on
+	// <prefix>/available.
+	TopicPrefix string `yaml:"topicPrefix"`
+	// QoS 0 or 1 (default 1); Retain keeps each camera's last event on the broker.
+	QoS    *int `yaml:"qos"`
+	Retain bool `yaml:"retain"`
+	// Cameras, Rules and Classes filter the events published (empty: all).
+	Cameras []string `yaml:"cameras"`
+	Rules   []string `yaml:"rules"`
+	Classes []string `yaml:"classes"`
+	// QueueLen events wait while the broker is away (default 100); Timeout bounds a connection attempt
+	// and one publish (default 5s).
+	QueueLen    int      `yaml:"queueLen"`
+	Timeout     Duration `yaml:"timeout"`
+	TLSInsecure bool     `yaml:"tlsInsecure"`
+}
+
+// alertsConfig converts the YAML form (validated: qos is 0 or 1).
+func (m MQTTConfig) alertsConfig(log *slog.Logger) alerts.MQTTConfig {
+	var qos *byte
+	if m.QoS != nil && *m.QoS >= 0 && *m.QoS <= 1 {
+		q := byte(*m.QoS)
+		qos = &q
+	}
+	return alerts.MQTTConfig{Name: m.Name, Broker: m.Broker, ClientID: m.ClientID, Username: m.Username, Password: m.Password,
+		TopicPrefix: m.TopicPrefix, QoS: qos, Retain: m.Retain,
+		Filter:   alerts.Filter{Cameras: m.Cameras, Rules: m.Rules, Classes: m.Classes},
+		QueueLen: m.QueueLen, Timeout: time.Duration(m.Timeout), TLSInsecure: m.TLSInsecure, Logger: log}
 }
 
 // WebhookConfig is one webhook sink (see alerts.WebhookConfig for the delivery rules).
@@ -77,6 +117,24 @@ func (cfg *Config) validateAlerts() error {
 	}
 	if len(a.Webhooks) > 0 && !cfg.Analytics.On() {
 		return keyErr("alerts.webhooks", "webhooks need the analytics section (events come from its rules)")
+	}
+	if len(a.MQTT) > 0 && !cfg.Analytics.On() {
+		return keyErr("alerts.mqtt", "MQTT sinks need the analytics section (events come from its rules)")
+	}
+	for i, m := range a.MQTT {
+		key := fmt.Sprintf("alerts.mqtt[%d]", i)
+		if m.QoS != nil && (*m.QoS < 0 || *m.QoS > 1) {
+			return keyErr(key+".qos", "want 0 or 1")
+		}
+		if m.QueueLen < 0 || m.QueueLen > 100000 {
+			return keyErr(key+".queueLen", "out of range (want a positive value, or 0 for the default)")
+		}
+		if m.Timeout < 0 {
+			return keyErr(key+".timeout", "negative")
+		}
+		if _, err := alerts.NewMQTT(m.alertsConfig(nil)); err != nil {
+			return keyErr(key, "%v", err)
+		}
 	}
 	names := map[string]int{}
 	for i, w := range a.Webhooks {
@@ -303,13 +361,16 @@ func (g *Gateway) getEvent(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "unknown_event", "no recent event with id "+quote(id))
 }
 
-// listWebhooks answers GET /api/v1/alerts/webhooks: each sink's counters.
-func (g *Gateway) listWebhooks(w http.ResponseWriter, r *http.Request) {
-	out := []alerts.WebhookStats{}
+// listSinks answers GET /api/v1/alerts/sinks: each webhook's and MQTT sink's counters.
+func (g *Gateway) listSinks(w http.ResponseWriter, r *http.Request) {
+	hooks, brokers := []alerts.WebhookStats{}, []alerts.MQTTStats{}
 	if g.analytics != nil {
 		for _, h := range g.analytics.webhooks {
-			out = append(out, h.Stats())
+			hooks = append(hooks, h.Stats())
+		}
+		for _, m := range g.analytics.mqtt {
+			brokers = append(brokers, m.Stats())
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"webhooks": out})
+	writeJSON(w, http.StatusOK, map[string]any{"webhooks": hooks, "mqtt": brokers})
 }

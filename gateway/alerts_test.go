@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"sightline/alerts"
+	"sightline/internal/mqtttest"
 	"sightline/internal/testenv"
 )
 
@@ -81,7 +82,7 @@ cameras:
 	checkJPEG(t, base+strings.TrimPrefix(first.Snapshot, "http://nvr.example.com:8080"), 1280, 720)
 
 	var sinks struct{ Webhooks []alerts.WebhookStats }
-	getJSON(t, base+"/api/v1/alerts/webhooks", &sinks)
+	getJSON(t, base+"/api/v1/alerts/sinks", &sinks)
 	if len(sinks.Webhooks) != 1 {
 		t.Fatalf("sinks %+v", sinks)
 	}
@@ -89,4 +90,49 @@ cameras:
 	if st.Name != "test-hook" || st.URL != hook.URL+"/hook" || st.Delivered < 3 || st.Retries != 2 || st.Failed != 0 {
 		t.Fatalf("webhook stats %+v", st)
 	}
+}
+
+// An MQTT sink configured in YAML publishes the camera's zone events to a real broker (mosquitto) on
+// sightline/<camera>/events, with retained availability; its counters are in the API.
+func TestMQTTSink(t *testing.T) {
+	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	b := mqtttest.StartBroker(t, "allow_anonymous true")
+	sub := mqtttest.Subscribe(t, b.URL(), "", "", "sightline/#")
+	g, _ := startGatewayYAML(t, noAuth+fmt.Sprintf(`analytics: {fps: 5, model: /nonexistent/model.onnx}
+alerts:
+  mqtt:
+    - {name: test-broker, broker: '%s', classes: [motion], rules: [walkway]}
+cameras:
+  - id: street
+    url: 'file://%s'
+    rules:
+      - {id: walkway, type: zone, polygon: [[0,0.4],[1,0.4],[1,1],[0,1]]}
+`, b.URL(), clip))
+	testenv.WaitFor(t, 20*time.Second, "3 events on sightline/street/events", func() bool {
+		return len(sub.Messages("/street/events")) >= 3
+	})
+	var ev alerts.Event
+	if err := json.Unmarshal([]byte(sub.Messages("/street/events")[0].Payload), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Type != "event" || ev.Camera != "street" || ev.Rule != "walkway" || ev.ID == "" || ev.Snapshot == "" {
+		t.Fatalf("event on MQTT: %+v", ev)
+	}
+	if av := sub.Messages("sightline/available"); len(av) == 0 || av[0].Payload != "online" {
+		t.Fatalf("availability: %+v", av)
+	}
+	var sinks struct {
+		MQTT []alerts.MQTTStats `json:"mqtt"`
+	}
+	getJSON(t, "http://"+g.HTTPAddr()+"/api/v1/alerts/sinks", &sinks)
+	if len(sinks.MQTT) != 1 || sinks.MQTT[0].Name != "test-broker" || !sinks.MQTT[0].Connected || sinks.MQTT[0].Published < 3 {
+		t.Fatalf("sinks %+v", sinks)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "offline on shutdown", func() bool {
+		av := sub.Messages("sightline/available")
+		return len(av) > 0 && av[len(av)-1].Payload == "offline"
+	})
 }

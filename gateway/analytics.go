@@ -175,10 +175,11 @@ type analyticsRuntime struct {
 	metrics  *metrics.Analytics // stage durations, detections and events per camera
 
 	// Alerts: the hub numbers, keeps and fans out events; snapshots renders their frames (nil when off);
-	// webhooks deliver them. The worker goroutines run until close.
+	// webhooks and MQTT sinks deliver them. The worker goroutines run until close.
 	hub       *alerts.Hub
 	snapshots *snapshotStore
 	webhooks  []*alerts.Webhook
+	mqtt      []*alerts.MQTT
 	publicURL string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -295,6 +296,15 @@ func (rt *analyticsRuntime) startAlerts(keep int) error {
 		}
 		rt.webhooks = append(rt.webhooks, h)
 		runs = append(runs, h.Subscribe(rt.hub))
+	}
+	for i, mc := range ac.MQTT {
+		m, err := alerts.NewMQTT(mc.alertsConfig(rt.log))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("alerts.mqtt[%d]: %w", i, err)
+		}
+		rt.mqtt = append(rt.mqtt, m)
+		runs = append(runs, m.Subscribe(rt.hub))
 	}
 	for _, run := range runs {
 		rt.wg.Add(1)

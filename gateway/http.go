@@ -60,7 +60,7 @@ func (g *Gateway) routeTable() []route {
 		{"GET /api/v1/events", viewer, g.listEvents},
 		{"GET /api/v1/events/{id}", viewer, g.getEvent},
 		{"GET /api/v1/events/{id}/snapshot.jpg", viewer, g.eventSnapshot},
-		{"GET /api/v1/alerts/webhooks", viewer, g.listWebhooks},
+		{"GET /api/v1/alerts/sinks", viewer, g.listSinks},
 		{"GET /ws/meta", wsFeed, g.wsMeta},
 		{"GET /ws/alerts", wsFeed, g.wsAlerts},
 		{"/api/", viewer, func(w http.ResponseWriter, r *http.Request) {

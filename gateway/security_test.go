@@ -113,7 +113,7 @@ var probes = map[string]probe{
 	"GET /api/v1/events":                   {"GET", "/api/v1/events", "", ""},
 	"GET /api/v1/events/{id}":              {"GET", "/api/v1/events/nope", "", ""},
 	"GET /api/v1/events/{id}/snapshot.jpg": {"GET", "/api/v1/events/nope/snapshot.jpg", "", ""},
-	"GET /api/v1/alerts/webhooks":          {"GET", "/api/v1/alerts/webhooks", "", ""},
+	"GET /api/v1/alerts/sinks":             {"GET", "/api/v1/alerts/sinks", "", ""},
 	"GET /api/v1/cameras/{id}/info":        {"GET", "/api/v1/cameras/nope/info", "", ""},
 	"GET /api/v1/cameras/{id}/frame.jpg":   {"GET", "/api/v1/cameras/nope/frame.jpg", "", ""},
 	"GET /api/v1/hw-accel-cap":             {"GET", "/api/v1/hw-accel-cap", "", ""},
