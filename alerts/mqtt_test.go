@@ -42,20 +42,6 @@ func runMQTT(t *testing.T, m *MQTT, hub *Hub) (stop func()) {
 	return stop
 }
 
-// waitGoroutines waits until no more goroutines run than before (paho ends its own shortly after a
-// disconnect).
-func waitGoroutines(t *testing.T, before int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func event(h *Hub, cam, label string, n int) Event {
 	return Event{Type: "event", ID: h.NextID(), Camera: cam, Rule: "walkway", Kind: "enter", ObjectID: int64(n),
 		Label: label, PTS: float64(n) * 40, RTP: uint32(n) * 3600, CapturedAt: time.Date(2026, 1, 2, 3, 4, 5, n*1e6, time.UTC),
@@ -120,7 +106,7 @@ func TestMQTTPublishesEventsInOrder(t *testing.T) {
 		t.Fatalf("late subscriber got %+v: want retained offline", a)
 	}
 	late.Close()
-	waitGoroutines(t, before)
+	testenv.GoroutinesSettle(t, before)
 }
 
 func TestMQTTQoS0RetainAndPrefix(t *testing.T) {
@@ -227,7 +213,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 	t.Logf("after the restart the new subscriber got %d of the 6 published events", len(gotIDs))
 	stop()
 	sub2.Close()
-	waitGoroutines(t, before)
+	testenv.GoroutinesSettle(t, before)
 }
 
 func TestMQTTStopsWhileBrokerAway(t *testing.T) {
@@ -273,7 +259,7 @@ func TestMQTTStopsWhileBrokerAway(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 			stop() // bounded even while an attempt is under way (by Timeout)
-			waitGoroutines(t, before)
+			testenv.GoroutinesSettle(t, before)
 		})
 	}
 }

@@ -87,18 +87,6 @@ func readAU(t testing.TB, r *media.Reader, timeout time.Duration) *media.AccessU
 	return au
 }
 
-func goroutinesSettle(t testing.TB, base int) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, baseline %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 type rig struct {
 	raw  *media.Stream
 	ann  *Annotator
@@ -128,7 +116,7 @@ func newRig(t testing.TB, gop, encGOP int, boxes BoxSource) *rig {
 func TestAnnotatorRunsOnlyWhileWatched(t *testing.T) {
 	base := runtime.NumGoroutine()
 	rg := newRig(t, 10, 50, nil)
-	defer func() { rg.stop(); goroutinesSettle(t, base) }()
+	defer func() { rg.stop(); testenv.GoroutinesSettle(t, base) }()
 
 	time.Sleep(200 * time.Millisecond) // the camera runs; nobody watches
 	if st := rg.ann.Stats(); st.Running || st.Starts != 0 || rg.raw.Stats().Readers != 0 {
@@ -165,7 +153,7 @@ func TestAnnotatorRunsOnlyWhileWatched(t *testing.T) {
 func TestAnnotatorIDROnJoinAndRequest(t *testing.T) {
 	base := runtime.NumGoroutine()
 	rg := newRig(t, 10, 1000, nil)
-	defer func() { rg.stop(); goroutinesSettle(t, base) }()
+	defer func() { rg.stop(); testenv.GoroutinesSettle(t, base) }()
 
 	a := rg.ann.Stream().NewReader(256)
 	defer a.Close()
@@ -211,7 +199,7 @@ func TestAnnotatorDrawsBoxes(t *testing.T) {
 		return []Box{{ID: 1, Class: 0, Label: "person", Score: 0.9, X: 0.25, Y: 0.25, W: 0.5, H: 0.5}}
 	})
 	rg := newRig(t, 10, 50, boxes)
-	defer func() { rg.stop(); goroutinesSettle(t, base) }()
+	defer func() { rg.stop(); testenv.GoroutinesSettle(t, base) }()
 
 	r := rg.ann.Stream().NewReader(0)
 	defer r.Close()
@@ -281,7 +269,7 @@ func TestAnnotatorJoinLeaveNoLeak(t *testing.T) {
 	rg := newRig(t, 5, 50, BoxFunc(func(time.Duration) []Box {
 		return []Box{{ID: 3, Class: 2, Label: "car", Score: 0.5, X: 0.1, Y: 0.5, W: 0.3, H: 0.3}}
 	}))
-	defer func() { rg.stop(); goroutinesSettle(t, base) }()
+	defer func() { rg.stop(); testenv.GoroutinesSettle(t, base) }()
 	cycle := func() {
 		r := rg.ann.Stream().NewReader(0)
 		readAU(t, r, 10*time.Second)
@@ -328,7 +316,7 @@ func TestAnnotatorRawClosed(t *testing.T) {
 		}
 	}
 	r.Close()
-	goroutinesSettle(t, base)
+	testenv.GoroutinesSettle(t, base)
 }
 
 // With the raw stream's GOP cache, a joining reader's first annotated frame is the camera's latest
@@ -371,5 +359,5 @@ func TestAnnotatorStartsFromGOPCache(t *testing.T) {
 			t.Fatalf("first annotated AU: keyframe %v rtp %d (latest raw %d); stats %+v", first.Keyframe, first.RTPTime, last.RTPTime, st)
 		}
 	}
-	goroutinesSettle(t, base)
+	testenv.GoroutinesSettle(t, base)
 }

@@ -96,7 +96,7 @@ func TestAnnotatorUsesSharedFrames(t *testing.T) {
 		cancel()
 		wait()
 		raw.Close()
-		goroutinesSettle(t, base)
+		testenv.GoroutinesSettle(t, base)
 	}()
 
 	r := ann.Stream().NewReader(0)
@@ -158,7 +158,7 @@ func TestAnnotatorMovesToSharedFrames(t *testing.T) {
 		cancel()
 		wait()
 		raw.Close()
-		goroutinesSettle(t, base)
+		testenv.GoroutinesSettle(t, base)
 	}()
 	r := ann.Stream().NewReader(0)
 	defer r.Close()
