@@ -27,6 +27,10 @@ func TestHandlerServesFiles(t *testing.T) {
 		{"/", "text/html; charset=utf-8", `<script type="module" src="app.js"></script>`},
 		{"/index.html", "text/html; charset=utf-8", "<title>Sightline</title>"},
 		{"/app.js", "text/javascript; charset=utf-8", "window.sightline"},
+		{"/common.js", "text/javascript; charset=utf-8", "export function withAuth"},
+		{"/player.js", "text/javascript; charset=utf-8", "export class Player"},
+		{"/overlay.js", "text/javascript; charset=utf-8", "export function drawOverlay"},
+		{"/alerts.js", "text/javascript; charset=utf-8", "export class AlertFeed"},
 		{"/style.css", "text/css; charset=utf-8", ".tile"},
 	}
 	for _, tc := range tests {
