@@ -20,7 +20,7 @@ import (
 // of its latest picture. They only read streams: they never change a camera or hold a stream up.
 
 const (
-	// frameWait bounds how long frame.jpg waits for the camera's next keyframe.
+	// frameWait bounds how long frame.jpg waits for a picture (the next keyframe when no GOP is cached).
 	frameWait = 2 * time.Second
 	// annotatedFrameWait bounds the wait on the annotated stream, which first starts its annotator
 	// (decoder and encoder) and waits for a raw keyframe before it encodes the forced IDR.
@@ -157,9 +157,10 @@ func (g *Gateway) cameraInfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, in)
 }
 
-// frameJPEG answers GET /api/v1/cameras/{id}/frame.jpg?width=&annotated=: it decodes the next keyframe of
-// the camera's raw stream (or, with annotated=1 or variant=annotated, of its annotated stream: joining
-// it starts the annotator, which forces an IDR at once) with a short-lived software decoder, optionally
+// frameJPEG answers GET /api/v1/cameras/{id}/frame.jpg?width=&annotated=: it decodes the current picture
+// of the camera's raw stream from its GOP cache (or, with annotated=1 or variant=annotated, the next
+// keyframe of its annotated stream: joining it starts the annotator, which forces an IDR at once) with a
+// short-lived software decoder, optionally
 // scales it to width (keeping the aspect ratio) and sends it as a JPEG. While there is no frame to give
 // (camera stopped, disabled, not streaming, nothing within the wait) it answers 404 no_frame.
 func (g *Gateway) frameJPEG(w http.ResponseWriter, r *http.Request) {
