@@ -27,7 +27,7 @@ func TestHandlerServesFiles(t *testing.T) {
 		{"/", "text/html; charset=utf-8", `<script type="module" src="app.js"></script>`},
 		{"/index.html", "text/html; charset=utf-8", "<title>Sightline</title>"},
 		{"/app.js", "text/javascript; charset=utf-8", "window.sightline"},
-		{"/app.js?v=meta", "text/javascript; charset=utf-8", "createDataChannel('meta')"},
+		{"/player.js?v=meta", "text/javascript; charset=utf-8", "pc.createDataChannel('meta')"},
 		{"/index.html?v=overlay", "text/html; charset=utf-8", `<canvas class="overlay"`},
 		{"/index.html?v=alerts", "text/html; charset=utf-8", `id="alert-list"`},
 		{"/common.js", "text/javascript; charset=utf-8", "export function withAuth"},
