@@ -277,3 +277,28 @@ func TestPLIRequestsKeyframe(t *testing.T) {
 		return env.resolver.keyReqs.Load() > before
 	})
 }
+
+// TestViewerStartRequestsKeyframe: each viewer asks the producer for a keyframe when its sender is bound
+// (DTLS up, so the IDR is not lost), without sending a PLI; two viewers joining inside one rate-limit
+// period get two requests (the second deferred to the period's end), not one.
+func TestViewerStartRequestsKeyframe(t *testing.T) {
+	checkGoroutines(t)
+	env := newTestEnv(t, Config{}, "cam1")
+	ctx, cancel := context.WithCancel(context.Background())
+	fed := feed(ctx, env.resolver.streams["cam1"], syntheticAUs(10000, 25, 0), 20*time.Millisecond, false)
+	defer func() { cancel(); <-fed }()
+	first := newViewer(t, false)
+	defer first.close()
+	first.whepConnect(t, env, "cam1")
+	waitFor(t, 30*time.Second, "the first viewer's request", func() bool { return env.resolver.keyReqs.Load() >= 1 })
+	time.Sleep(keyframeMinPeriod + 100*time.Millisecond)
+	before := env.resolver.keyReqs.Load()
+	a, b := newViewer(t, false), newViewer(t, false)
+	defer a.close()
+	defer b.close()
+	a.whepConnect(t, env, "cam1")
+	b.whepConnect(t, env, "cam1")
+	waitFor(t, 10*time.Second, "a keyframe request for each joining viewer", func() bool {
+		return env.resolver.keyReqs.Load() >= before+2
+	})
+}

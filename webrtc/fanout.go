@@ -52,8 +52,9 @@ type fanoutTrack struct {
 	id, streamID string
 	// match is never written to: its Bind does pion's codec negotiation for us (fuzzy fmtp matching).
 	match *pwebrtc.TrackLocalStaticRTP
-	// onLoss asks the producer for a keyframe after a shard dropped access units.
-	onLoss func()
+	// needKeyframe asks the producer for a keyframe: when a viewer's sender is bound (its decoder needs
+	// one to start) and after a shard dropped access units.
+	needKeyframe func()
 
 	mu       sync.Mutex
 	shards   []*shard
@@ -63,7 +64,7 @@ type fanoutTrack struct {
 	wg sync.WaitGroup
 }
 
-func newFanoutTrack(codec pwebrtc.RTPCodecCapability, id, streamID string, shards int, onLoss func()) (*fanoutTrack, error) {
+func newFanoutTrack(codec pwebrtc.RTPCodecCapability, id, streamID string, shards int, needKeyframe func()) (*fanoutTrack, error) {
 	match, err := pwebrtc.NewTrackLocalStaticRTP(codec, id, streamID)
 	if err != nil {
 		return nil, err
@@ -71,7 +72,7 @@ func newFanoutTrack(codec pwebrtc.RTPCodecCapability, id, streamID string, shard
 	if shards < 1 {
 		shards = 1
 	}
-	f := &fanoutTrack{id: id, streamID: streamID, match: match, onLoss: onLoss,
+	f := &fanoutTrack{id: id, streamID: streamID, match: match, needKeyframe: needKeyframe,
 		bindings: make(map[string]*binding), bySSRC: make(map[uint32]*binding)}
 	for i := 0; i < shards; i++ {
 		f.shards = append(f.shards, &shard{notify: make(chan struct{}, 1), queue: make([]batch, shardQueueLen),
@@ -99,13 +100,18 @@ func (f *fanoutTrack) RID() string                { return "" }
 func (f *fanoutTrack) StreamID() string           { return f.streamID }
 func (f *fanoutTrack) Kind() pwebrtc.RTPCodecType { return pwebrtc.RTPCodecTypeVideo }
 
-// Bind adds a viewer's sender to the least-loaded shard.
+// Bind adds a viewer's sender to the least-loaded shard and asks for a keyframe: pion binds a sender
+// once DTLS is up, so this is the first moment the viewer can receive one (a producer that cannot, an
+// RTSP camera, ignores it and the viewer starts at the camera's next keyframe).
 func (f *fanoutTrack) Bind(tc pwebrtc.TrackLocalContext) (pwebrtc.RTPCodecParameters, error) {
 	codec, err := f.match.Bind(tc)
 	if err != nil {
 		return codec, err
 	}
 	b := &binding{id: tc.ID(), w: tc.WriteStream(), ssr: uint32(tc.SSRC()), pt: uint8(codec.PayloadType)}
+	if f.needKeyframe != nil {
+		defer f.needKeyframe() // after the binding is in place (deferred calls run last-in first-out)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	best := f.shards[0]
@@ -152,8 +158,8 @@ func (f *fanoutTrack) publish(b batch) {
 			loss = true
 		}
 	}
-	if loss && f.onLoss != nil {
-		f.onLoss()
+	if loss && f.needKeyframe != nil {
+		f.needKeyframe()
 	}
 }
 

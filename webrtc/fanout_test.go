@@ -71,11 +71,11 @@ func testBatch(ts uint32, key bool, n int) batch {
 	return b
 }
 
-func newTestFanout(t *testing.T, shards int, onLoss func()) (*fanoutTrack, func()) {
+func newTestFanout(t *testing.T, shards int, needKeyframe func()) (*fanoutTrack, func()) {
 	t.Helper()
 	f, err := newFanoutTrack(pwebrtc.RTPCodecCapability{MimeType: pwebrtc.MimeTypeH264, ClockRate: 90000,
 		SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"},
-		"video", "test", shards, onLoss)
+		"video", "test", shards, needKeyframe)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,6 +56,7 @@ type sharedTrack struct {
 	done   chan struct{}
 
 	lastKeyReq atomic.Int64 // unix nanoseconds of the last forwarded keyframe request
+	keyPending atomic.Bool  // a request deferred to the end of the rate-limit period is scheduled
 
 	ringMu   sync.Mutex
 	ring     [sentRingLen]SentFrame
@@ -93,7 +94,8 @@ func (t *sharedTrack) start() {
 	t.reader = reader
 	t.local.start(ctx)
 	go t.run(ctx, reader)
-	t.requestKeyframe() // a producer that can (an encoder) sends the new viewer an IDR at once
+	// No keyframe request here: the viewer's sender is not bound yet (DTLS is not up), so an IDR now
+	// would be lost; Bind asks for one when the viewer can receive it.
 }
 
 // stop ends the goroutines and detaches the reader from the stream; it returns when all are done.
@@ -176,17 +178,26 @@ func (t *sharedTrack) SentFrames() []SentFrame {
 	return out
 }
 
-// requestKeyframe forwards a viewer's PLI/FIR to the stream's producer, at most once per 500 ms.
+// requestKeyframe forwards a keyframe request (a viewer's PLI/FIR, a viewer starting, a shard's loss) to
+// the stream's producer, at most once per keyframeMinPeriod: a request inside the period is deferred to
+// its end (one for all that come meanwhile), so a viewer that joins just after another still gets its
+// keyframe promptly instead of waiting for its own PLI.
 func (t *sharedTrack) requestKeyframe() {
 	now := time.Now().UnixNano()
 	last := t.lastKeyReq.Load()
-	if last != 0 && now-last < int64(keyframeMinPeriod) {
+	if last == 0 || now-last >= int64(keyframeMinPeriod) {
+		if t.lastKeyReq.CompareAndSwap(last, now) {
+			t.stream.RequestKeyframe()
+		}
 		return
 	}
-	if !t.lastKeyReq.CompareAndSwap(last, now) {
-		return
+	if t.keyPending.CompareAndSwap(false, true) {
+		time.AfterFunc(time.Duration(last+int64(keyframeMinPeriod)-now), func() {
+			t.lastKeyReq.Store(time.Now().UnixNano())
+			t.keyPending.Store(false)
+			t.stream.RequestKeyframe()
+		})
 	}
-	t.stream.RequestKeyframe()
 }
 
 // acquireTrack returns the shared track of key, creating and starting it for the first viewer.
