@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,100 @@ type AnalyticsConfig struct {
 	Classes        []string `yaml:"classes"`
 	// KeepEvents is how many recent rule events GET /api/v1/events can list (default 1000).
 	KeepEvents int `yaml:"keepEvents"`
+}
+
+// CameraAnalytics overrides the analytics section for one camera; a key left out takes the section's
+// value. It tunes what this camera costs: a busy entrance analysed at 10 fps, a quiet yard at 1 fps
+// behind the motion gate, a car park that only reports cars, a camera that only streams.
+type CameraAnalytics struct {
+	// Enabled false runs no analytics on this camera: no decoder for it, no boxes, Meta or events (its
+	// annotated track shows the plain picture). Its rules are then refused.
+	Enabled *bool `yaml:"enabled" json:"enabled,omitempty"`
+	// FPS, MotionGate, ForceEvery, KeyframesOnly and Decoder as in the analytics section.
+	FPS           float64  `yaml:"fps" json:"fps,omitempty"`
+	MotionGate    *bool    `yaml:"motionGate" json:"motionGate,omitempty"`
+	ForceEvery    Duration `yaml:"forceEvery" json:"forceEvery,omitempty"`
+	KeyframesOnly *bool    `yaml:"keyframesOnly" json:"keyframesOnly,omitempty"`
+	Decoder       string   `yaml:"decoder" json:"decoder,omitempty"`
+	// Classes keeps only these of the model's labels for this camera (they must be among
+	// analytics.classes when that is set); ScoreThreshold raises the section's threshold for it. Both
+	// filter the model's detections before tracking, so rules, Meta and boxes see only what is kept;
+	// the motion detector's boxes are not filtered.
+	Classes        []string `yaml:"classes" json:"classes,omitempty"`
+	ScoreThreshold float32  `yaml:"scoreThreshold" json:"scoreThreshold,omitempty"`
+}
+
+// analyticsOn reports whether the camera runs analytics (the section is on and the camera does not turn
+// it off).
+func (c CameraConfig) analyticsOn(a *AnalyticsConfig) bool {
+	return a.On() && (c.Analytics == nil || c.Analytics.Enabled == nil || *c.Analytics.Enabled)
+}
+
+// samplerConfig is the camera's sampler: the section's values with the camera's overrides.
+func (c CameraConfig) samplerConfig(a *AnalyticsConfig) sampler.Config {
+	s := sampler.Config{FPS: a.FPS, MotionGate: a.MotionGate, ForceEvery: time.Duration(a.ForceEvery), KeyframesOnly: a.KeyframesOnly}
+	if o := c.Analytics; o != nil {
+		if o.FPS != 0 {
+			s.FPS = o.FPS
+		}
+		if o.MotionGate != nil {
+			s.MotionGate = *o.MotionGate
+		}
+		if o.ForceEvery != 0 {
+			s.ForceEvery = time.Duration(o.ForceEvery)
+		}
+		if o.KeyframesOnly != nil {
+			s.KeyframesOnly = *o.KeyframesOnly
+		}
+	}
+	return s
+}
+
+// decoder is the camera's decoder preference.
+func (c CameraConfig) decoder(a *AnalyticsConfig) codec.Accel {
+	if c.Analytics != nil && c.Analytics.Decoder != "" {
+		return codec.Accel(c.Analytics.Decoder)
+	}
+	return codec.Accel(a.Decoder)
+}
+
+// validateCameraAnalytics checks cameras[i].analytics; prefix as in validateCamera.
+func (cfg *Config) validateCameraAnalytics(c *CameraConfig, prefix string) error {
+	o := c.Analytics
+	if o == nil {
+		return nil
+	}
+	key := prefix + "analytics"
+	off := o.Enabled != nil && !*o.Enabled
+	if off && len(c.Rules) > 0 {
+		return keyErr(prefix+"rules", "rules need analytics, which %s.enabled turns off for this camera", key)
+	}
+	if cfg.Analytics == nil {
+		if off {
+			return nil
+		}
+		return keyErr(key, "needs the top-level analytics section (model, fps, ...) to override")
+	}
+	if err := c.samplerConfig(cfg.Analytics).Validate(); err != nil {
+		k, msg, _ := strings.Cut(err.Error(), ":")
+		return keyErr(key+"."+k, "%s", strings.TrimSpace(msg))
+	}
+	if _, err := codec.ParseAccel(o.Decoder); err != nil {
+		return keyErr(key+".decoder", "%v", err)
+	}
+	if s := o.ScoreThreshold; s < 0 || s > 1 || math.IsNaN(float64(s)) {
+		return keyErr(key+".scoreThreshold", "want 0..1")
+	}
+	for i, cl := range o.Classes {
+		k := fmt.Sprintf("%s.classes[%d]", key, i)
+		if cl == "" {
+			return keyErr(k, "empty class name")
+		}
+		if g := cfg.Analytics.Classes; len(g) > 0 && !slices.Contains(g, cl) {
+			return keyErr(k, "%q is not in analytics.classes (%s), so the detector never reports it", cl, strings.Join(g, ", "))
+		}
+	}
+	return nil
 }
 
 // On reports whether analytics runs.
@@ -316,6 +411,14 @@ func (rt *analyticsRuntime) startAlerts(keep int) error {
 // newPipeline builds one camera's pipeline.
 func (rt *analyticsRuntime) newPipeline(cc CameraConfig, raw *media.Stream, meta *media.Fanout[*media.Meta]) (*pipeline.Pipeline, error) {
 	a := rt.cfg.Analytics
+	if !cc.analyticsOn(a) {
+		return nil, nil
+	}
+	var classes []string
+	var minScore float32
+	if o := cc.Analytics; o != nil {
+		classes, minScore = o.Classes, o.ScoreThreshold
+	}
 	m := rt.metrics.Camera(cc.ID)
 	zones := zonesOf(cc.Rules)
 	return pipeline.New(pipeline.Config{
@@ -338,8 +441,9 @@ func (rt *analyticsRuntime) newPipeline(cc CameraConfig, raw *media.Stream, meta
 				}
 			}
 		},
-		Sampler: sampler.Config{FPS: a.FPS, MotionGate: a.MotionGate, ForceEvery: time.Duration(a.ForceEvery), KeyframesOnly: a.KeyframesOnly},
-		Accel:   codec.Accel(a.Decoder), Rules: cc.Rules, Logger: rt.log.With("camera", cc.ID),
+		Sampler: cc.samplerConfig(a), Accel: cc.decoder(a),
+		Classes: classes, MinScore: minScore,
+		Rules: cc.Rules, Logger: rt.log.With("camera", cc.ID),
 	})
 }
 

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -66,6 +67,15 @@ func TestAnalyticsConfigErrorsNameTheKey(t *testing.T) {
 		{"analytics: {}\nalerts: {mqtt: [{broker: 'tcp://h', topicPrefix: 'a/#'}]}", "alerts.mqtt[0]", "prefix"},
 		{"alerts: {snapshots: -2}", "alerts.snapshots", "-1 (none)"},
 		{"alerts: {snapshotQuality: 101}", "alerts.snapshotQuality", "1-100"},
+		{"cameras:\n  - {id: c, url: rtsp://h/x, analytics: {fps: 2}}", "cameras[0].analytics", "needs the top-level analytics section"},
+		{"analytics: {}\ncameras:\n  - {id: c, url: rtsp://h/x, analytics: {fps: 500}}", "cameras[0].analytics.fps", "out of range"},
+		{"analytics: {}\ncameras:\n  - {id: c, url: rtsp://h/x, analytics: {forceEvery: -2s}}", "cameras[0].analytics.forceEvery", "negative"},
+		{"analytics: {}\ncameras:\n  - {id: c, url: rtsp://h/x, analytics: {decoder: gpu}}", "cameras[0].analytics.decoder", "unknown accelerator"},
+		{"analytics: {}\ncameras:\n  - {id: c, url: rtsp://h/x, analytics: {scoreThreshold: 1.5}}", "cameras[0].analytics.scoreThreshold", "0..1"},
+		{"analytics: {}\ncameras:\n  - {id: c, url: rtsp://h/x, analytics: {classes: [person, '']}}", "cameras[0].analytics.classes[1]", "empty"},
+		{"analytics: {classes: [person, car]}\ncameras:\n  - {id: c, url: rtsp://h/x, analytics: {classes: [dog]}}", "cameras[0].analytics.classes[0]", "not in analytics.classes"},
+		{"analytics: {}\ncameras:\n  - {id: c, url: rtsp://h/x, analytics: {fsp: 2}}", "cameras[0].analytics.fsp", "unknown key"},
+		{"analytics: {}\n" + cam + "      - {id: a, type: zone, polygon: [[0,0],[1,0],[1,1]]}\n    analytics: {enabled: false}", "cameras[0].rules", "turns off"},
 		{cam + "      - {id: a, type: zone, polygon: [[0,0],[1,0]]}", "cameras[0].rules[0].polygon", "at least 3 points"},
 		{cam + "      - {id: a, type: line, line: [[0,0],[2,1]]}", "cameras[0].rules[0].line[1]", "0..1"},
 		{cam + "      - {id: a, type: circle}", "cameras[0].rules[0].type", "unknown"},
@@ -101,6 +111,46 @@ func TestAnalyticsEnv(t *testing.T) {
 	}
 	if err := applyEnv(cfg, []string{"SIGHTLINE_ANALYTICS_ENABLED=false"}); err != nil || cfg.Analytics.On() {
 		t.Fatalf("disable: %v", err)
+	}
+}
+
+// A camera's analytics keys override the section's, key by key; enabled: false turns it off alone.
+func TestCameraAnalyticsOverrides(t *testing.T) {
+	cfg, err := ParseConfig([]byte(noAuth+`
+analytics: {fps: 5, motionGate: true, forceEvery: 3s, decoder: software, classes: [person, car, bicycle]}
+cameras:
+  - {id: plain, url: rtsp://127.0.0.1/a}
+  - id: yard
+    url: rtsp://127.0.0.1/b
+    analytics: {fps: 1, motionGate: false, keyframesOnly: true, decoder: auto, classes: [car], scoreThreshold: 0.6}
+  - {id: lobby, url: rtsp://127.0.0.1/c, analytics: {forceEvery: 10s}}
+  - {id: off, url: rtsp://127.0.0.1/d, analytics: {enabled: false}}
+`), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Analytics
+	plain, yard, lobby, off := cfg.Cameras[0], cfg.Cameras[1], cfg.Cameras[2], cfg.Cameras[3]
+	if s := plain.samplerConfig(a); s.FPS != 5 || !s.MotionGate || s.ForceEvery != 3*time.Second || s.KeyframesOnly || plain.decoder(a) != "software" {
+		t.Errorf("plain: %+v %q", s, plain.decoder(a))
+	}
+	if s := yard.samplerConfig(a); s.FPS != 1 || s.MotionGate || s.ForceEvery != 3*time.Second || !s.KeyframesOnly || yard.decoder(a) != "auto" {
+		t.Errorf("yard: %+v %q", s, yard.decoder(a))
+	}
+	if s := lobby.samplerConfig(a); s.FPS != 5 || !s.MotionGate || s.ForceEvery != 10*time.Second {
+		t.Errorf("lobby: %+v", s)
+	}
+	for _, c := range []CameraConfig{plain, yard, lobby} {
+		if !c.analyticsOn(a) {
+			t.Errorf("%s: analytics off", c.ID)
+		}
+	}
+	if off.analyticsOn(a) {
+		t.Error("off: analytics on")
+	}
+	// A camera may turn analytics off without the section (nothing to override).
+	if _, err := ParseConfig([]byte(noAuth+"cameras:\n  - {id: c, url: rtsp://h/x, analytics: {enabled: false}}\n"), "/"); err != nil {
+		t.Errorf("enabled: false without the section: %v", err)
 	}
 }
 
@@ -162,6 +212,66 @@ cameras:
 	if code := getJSON(t, "http://"+g.HTTPAddr()+"/api/v1/events?limit=0", &map[string]any{}); code != 400 {
 		t.Fatalf("limit=0: %d", code)
 	}
+}
+
+// Three cameras on the street clip through the real model: one as the section says, one that keeps only
+// persons scoring 0.5 or more on keyframes, one with analytics off. The unfiltered camera sees the clip's
+// cars; the filtered one's Meta holds only persons at or above its threshold; the third has no pipeline.
+func TestCameraAnalyticsFiltersTheModel(t *testing.T) {
+	clip := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	model := testenv.Asset(t, "models/yolox_nano.onnx")
+	lib := testenv.ONNXLibrary(t)
+	g, _ := startGateway(t, fmt.Sprintf(`analytics: {fps: 5, model: '%[1]s', onnxLibrary: '%[2]s'}
+cameras:
+  - {id: all, url: 'file://%[3]s'}
+  - {id: people, url: 'file://%[3]s', analytics: {classes: [person], scoreThreshold: 0.5, keyframesOnly: true}}
+  - {id: off, url: 'file://%[3]s', analytics: {enabled: false}}
+`, model, lib, clip))
+	labels := func(id string) func() map[string]float32 { // label -> lowest score seen
+		cam, ok := g.cameras.get(id)
+		if !ok {
+			t.Fatalf("no camera %s", id)
+		}
+		r := cam.meta.NewReader(1000)
+		t.Cleanup(r.Close)
+		seen := map[string]float32{}
+		return func() map[string]float32 {
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 0)
+				m, err := r.Read(ctx)
+				cancel()
+				if err != nil {
+					return seen
+				}
+				for _, o := range m.Objects {
+					if low, ok := seen[o.Label]; !ok || o.Score < low {
+						seen[o.Label] = o.Score
+					}
+				}
+			}
+		}
+	}
+	all, people := labels("all"), labels("people")
+	waitFor(t, 60*time.Second, "persons and a vehicle on both cameras' Meta", func() bool {
+		a, p := all(), people()
+		_, person := p["person"]
+		return person && (a["car"] > 0 || a["truck"] > 0 || a["bus"] > 0) && cameraStatus(t, g, "people").Analytics.Analysed >= 3
+	})
+	for label, low := range people() {
+		if label != "person" || low < 0.5 {
+			t.Errorf("people camera reported %s at %.2f (keeps persons at 0.5 and above)", label, low)
+		}
+	}
+	if st := cameraStatus(t, g, "people").Analytics; st == nil || !st.KeyframesOnly || st.Detector != "onnx" {
+		t.Errorf("people status %+v", st)
+	}
+	if st := cameraStatus(t, g, "all").Analytics; st == nil || st.KeyframesOnly {
+		t.Errorf("all status %+v", st)
+	}
+	if st := cameraStatus(t, g, "off").Analytics; st != nil {
+		t.Errorf("off camera runs analytics: %+v", st)
+	}
+	waitFor(t, 10*time.Second, "the off camera's video", func() bool { return cameraStatus(t, g, "off").Status.State == "streaming" })
 }
 
 // histCount returns the sample count of histogram name's series whose labels include want.

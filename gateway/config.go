@@ -147,6 +147,8 @@ type CameraConfig struct {
 	// the camera's next keyframe (up to one GOP). Costs one decoder's CPU per camera; the encoder still
 	// runs only while watched.
 	AnnotatedWarm bool `yaml:"annotatedWarm" json:"annotatedWarm,omitempty"`
+	// Analytics overrides the analytics section for this camera (rate, gate, classes; or off).
+	Analytics *CameraAnalytics `yaml:"analytics" json:"analytics,omitempty"`
 }
 
 // IsEnabled reports whether the camera should run (enabled is true unless set to false).
@@ -586,6 +588,9 @@ func (cfg *Config) validateCamera(c *CameraConfig, prefix string) error {
 		if err := rtsp.ValidateURL(c.URL); err != nil {
 			return keyErr(prefix+"url", "%v", err)
 		}
+	}
+	if err := cfg.validateCameraAnalytics(c, prefix); err != nil {
+		return err
 	}
 	return validateRules(c, prefix)
 }

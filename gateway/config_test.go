@@ -194,6 +194,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("cameras: [{id: a, url: 'file:x', readTimeout: 2s}]\n"))
 	f.Add([]byte("- a\n- b\n"))
 	f.Add([]byte("&a [*a]"))
+	f.Add([]byte("analytics: {fps: 2, classes: [car]}\ncameras: [{id: a, url: 'file:x', analytics: {fps: 1, motionGate: true, classes: [car], scoreThreshold: 0.5}}]\n"))
 	f.Add([]byte("analytics: {fps: 2}\nalerts: {publicURL: 'https://n', snapshots: -1, webhooks: [{url: 'http://h/x', retries: 2, headers: {a: b}, backoff: 1s}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(data, "/")

@@ -371,6 +371,7 @@ cameras: [{id: cam, url: 'rtsp://127.0.0.1:1/x'}]
 		{"bad scheme", "POST", "/api/v1/cameras", js, `{"id":"a","url":"http://u:hunter2@127.0.0.1/x"}`, 422, "invalid_value", "url", "unsupported scheme"},
 		{"bad transport", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://127.0.0.1/x","transport":"quic"}`, 422, "invalid_value", "transport", "not one of"},
 		{"bad duration", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://127.0.0.1/x","readTimeout":"soon"}`, 422, "invalid_value", "", "invalid duration"},
+		{"analytics override without the section", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://127.0.0.1/x","analytics":{"fps":2}}`, 422, "invalid_value", "analytics", "top-level analytics section"},
 		{"file outside media dir", "POST", "/api/v1/cameras", js, `{"id":"a","url":"file:///etc/passwd"}`, 422, "invalid_value", "url", "media folder"},
 		{"file traversal", "POST", "/api/v1/cameras", js, `{"id":"a","url":"file://` + media + `/../x.h264"}`, 422, "invalid_value", "url", "media folder"},
 		{"denied host", "POST", "/api/v1/cameras", js, `{"id":"a","url":"rtsp://u:hunter2@169.254.169.254/x"}`, 422, "invalid_value", "url", "denyHosts"},

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,6 +68,11 @@ type Config struct {
 	Accel codec.Accel
 	// Rules of the camera (validated by New).
 	Rules []rules.Config
+	// Classes keeps only the detector's detections with these labels (empty: all); MinScore drops those
+	// scoring below it (0: none). Both apply to the model's detections, not the motion detector's, before
+	// tracking, rules, Meta and Analysed.
+	Classes  []string
+	MinScore float32
 	// Tracker and Motion tune those stages.
 	Tracker track.Config
 	Motion  motion.Config
@@ -186,6 +193,9 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if _, err := codec.ParseAccel(string(cfg.Accel)); err != nil {
 		return nil, fmt.Errorf("analytics pipeline %s: %w", cfg.Camera, err)
+	}
+	if cfg.MinScore < 0 || cfg.MinScore > 1 || math.IsNaN(float64(cfg.MinScore)) {
+		return nil, fmt.Errorf("analytics pipeline %s: min score %v is not in 0..1", cfg.Camera, cfg.MinScore)
 	}
 	if cfg.ReaderQueue <= 0 {
 		cfg.ReaderQueue = DefaultReaderQueue
@@ -440,7 +450,7 @@ func (p *Pipeline) frame(f *codec.Frame) {
 			if p.cfg.Observe != nil {
 				p.cfg.Observe(StageInference, res.Inference)
 			}
-			p.finish(info, res.Detections, res.Inference)
+			p.finish(info, p.keep(res.Detections), res.Inference)
 		case errors.Is(err, pool.ErrDropped), errors.Is(err, pool.ErrClosed):
 			// counted by the queue
 		default:
@@ -471,6 +481,20 @@ func (p *Pipeline) putTensor(t []float32) {
 	p.tensorMu.Lock()
 	p.tensors = append(p.tensors, t)
 	p.tensorMu.Unlock()
+}
+
+// keep applies Classes and MinScore to the detector's detections (a new slice when it drops any).
+func (p *Pipeline) keep(dets []analytics.Detection) []analytics.Detection {
+	if len(p.cfg.Classes) == 0 && p.cfg.MinScore <= 0 {
+		return dets
+	}
+	out := make([]analytics.Detection, 0, len(dets))
+	for _, d := range dets {
+		if d.Score >= p.cfg.MinScore && (len(p.cfg.Classes) == 0 || slices.Contains(p.cfg.Classes, d.Label)) {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // finish tracks one analysed frame's detections, evaluates the rules and publishes Meta and Events.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -512,10 +513,51 @@ func TestConfigErrors(t *testing.T) {
 		{Camera: "x", Source: src, Sampler: sampler.Config{FPS: -1}},
 		{Camera: "x", Source: src, Accel: "quantum"},
 		{Camera: "x", Source: src, Rules: []rules.Config{{ID: "a", Type: "zone"}}},
+		{Camera: "x", Source: src, MinScore: 1.5},
+		{Camera: "x", Source: src, MinScore: float32(math.NaN())},
 	}
 	for i, c := range bad {
 		if _, err := New(c); err == nil {
 			t.Errorf("config %d accepted", i)
+		}
+	}
+}
+
+// A camera's Classes and MinScore keep only its wanted detections, and leave the detector's slice alone.
+func TestCameraDetectionFilter(t *testing.T) {
+	dets := []analytics.Detection{
+		{Class: 0, Label: "person", Score: 0.9},
+		{Class: 2, Label: "car", Score: 0.8},
+		{Class: 0, Label: "person", Score: 0.4},
+		{Class: 16, Label: "dog", Score: 0.95},
+	}
+	orig := slices.Clone(dets)
+	cases := []struct {
+		classes []string
+		min     float32
+		want    []int // indexes into dets
+	}{
+		{nil, 0, []int{0, 1, 2, 3}},
+		{[]string{"person"}, 0, []int{0, 2}},
+		{nil, 0.5, []int{0, 1, 3}},
+		{[]string{"person", "dog"}, 0.5, []int{0, 3}},
+		{[]string{"bicycle"}, 0, nil},
+	}
+	for _, c := range cases {
+		p, err := New(Config{Camera: "x", Source: media.NewStream("x"), Classes: c.classes, MinScore: c.min})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := p.keep(dets)
+		var want []analytics.Detection
+		for _, i := range c.want {
+			want = append(want, dets[i])
+		}
+		if len(got) != len(want) || (len(got) > 0 && !slices.Equal(got, want)) {
+			t.Errorf("classes %v min %v: kept %+v, want %+v", c.classes, c.min, got, want)
+		}
+		if !slices.Equal(dets, orig) {
+			t.Fatalf("classes %v min %v: the detector's slice changed", c.classes, c.min)
 		}
 	}
 }
