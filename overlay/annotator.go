@@ -218,8 +218,40 @@ func (a *Annotator) supervise(ctx context.Context) {
 	}
 }
 
+// maxRewind bounds continuity's skipping: a frame more than this before the last one written is a
+// restarted source (an RTSP reconnect may start its timestamps over), not a replay, and is encoded.
+const maxRewind = 5 * time.Second
+
+// continuity keeps one run's output moving forward when it switches between the shared decoder and its
+// own: the two decoders are at different places in the stream, so the new pipeline's first frames may be
+// ones the old one already wrote (the same RTP timestamp twice, or going back). Those are not encoded
+// again. Owned by the run goroutine.
+type continuity struct {
+	last     time.Duration // PTS of the last frame written
+	wrote    bool
+	resuming bool // the current pipeline has not yet passed last
+}
+
+// restart marks the start of a new pipeline in the run.
+func (c *continuity) restart() { c.resuming = true }
+
+// replayed reports whether a frame at pts was already written by an earlier pipeline of the run.
+func (c *continuity) replayed(pts time.Duration) bool {
+	if !c.resuming {
+		return false
+	}
+	if c.wrote && pts <= c.last && c.last-pts < maxRewind {
+		return true
+	}
+	c.resuming = false
+	return false
+}
+
+func (c *continuity) written(pts time.Duration) { c.last, c.wrote = pts, true }
+
 // pipeline is the state of one run: decoder, encoder and trails, owned by the run goroutine.
 type pipeline struct {
+	cont   *continuity
 	dec    *codec.Decoder
 	codec  media.Codec
 	enc    *codec.Encoder
@@ -255,13 +287,14 @@ const staleAfter = 100 * time.Millisecond
 // run annotates the shared decoder's frames while there is one (Config.Frames), else decodes the raw
 // stream itself (runOwn), until ctx ends (nil) or the raw stream closes (errRawClosed).
 func (a *Annotator) run(ctx context.Context) error {
+	cont := &continuity{}
 	for {
 		if a.cfg.Frames != nil {
-			if handled, err := a.runShared(ctx); handled {
+			if handled, err := a.runShared(ctx, cont); handled {
 				return err
 			}
 		}
-		if err := a.runOwn(ctx); !errors.Is(err, errSharedAvailable) {
+		if err := a.runOwn(ctx, cont); !errors.Is(err, errSharedAvailable) {
 			return err
 		}
 	}
@@ -287,12 +320,13 @@ func (a *Annotator) sharedAvailable() bool {
 // runOwn reads, decodes, draws and encodes until ctx ends (nil) or the raw stream closes (errRawClosed).
 // It starts from the raw stream's GOP cache when there is one (media.Stream.KeepGOP): the first
 // annotated frame then follows the join by one decode of the GOP so far, not by up to a whole GOP.
-func (a *Annotator) runOwn(ctx context.Context) error {
+func (a *Annotator) runOwn(ctx context.Context, cont *continuity) error {
 	started := time.Now()
 	r := a.raw.NewReaderFromGOP(a.cfg.QueueLen)
 	defer r.Close()
 	backlog := r.Len()
-	p := &pipeline{trails: newTrails(a.cfg.TrailLen)}
+	cont.restart()
+	p := &pipeline{cont: cont, trails: newTrails(a.cfg.TrailLen)}
 	defer p.close()
 	first := true
 	probed := time.Now()
@@ -378,6 +412,10 @@ func (a *Annotator) annotate(p *pipeline, f *codec.Frame) error {
 		}
 		return nil
 	}
+	if p.cont != nil && p.cont.replayed(f.PTS) {
+		a.update(func(s *Stats) { s.Skipped++ })
+		return nil
+	}
 	boxes := a.boxes.Boxes(f.PTS)
 	if err := f.MakeWritable(); err != nil {
 		return fmt.Errorf("annotate %s: %w", a.cfg.Camera, err)
@@ -400,6 +438,9 @@ func (a *Annotator) annotate(p *pipeline, f *codec.Frame) error {
 	for i, au := range p.aus {
 		a.out.Write(au)
 		p.aus[i] = nil
+	}
+	if p.cont != nil && len(p.aus) > 0 {
+		p.cont.written(f.PTS)
 	}
 	n := uint64(len(p.aus))
 	a.update(func(s *Stats) { s.Frames++; s.AccessUnits += n })

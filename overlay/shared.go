@@ -76,7 +76,7 @@ func (q *frameQueue) releaseAll() {
 // (handled false: the caller decodes the raw stream itself). It returns at once, unhandled, when no such
 // decoder runs. A frame with newer ones already waiting is skipped, so the annotated track shows the
 // latest picture when it falls behind.
-func (a *Annotator) runShared(ctx context.Context) (handled bool, err error) {
+func (a *Annotator) runShared(ctx context.Context, cont *continuity) (handled bool, err error) {
 	q := newFrameQueue()
 	cancel, ended, ok := a.cfg.Frames.SubscribeFrames(q.push)
 	if !ok {
@@ -86,7 +86,8 @@ func (a *Annotator) runShared(ctx context.Context) (handled bool, err error) {
 	defer cancel()
 	a.update(func(s *Stats) { s.Decoder, s.SharedDecoder = "shared", true })
 	defer a.update(func(s *Stats) { s.SharedDecoder = false })
-	p := &pipeline{trails: newTrails(a.cfg.TrailLen)}
+	cont.restart()
+	p := &pipeline{cont: cont, trails: newTrails(a.cfg.TrailLen)}
 	defer p.close()
 	started, first := time.Now(), true
 	for {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +25,13 @@ type decoderSource struct {
 
 func startDecoderSource(t *testing.T, raw *media.Stream) *decoderSource {
 	t.Helper()
+	return startLaggingDecoderSource(t, raw, 0)
+}
+
+// startLaggingDecoderSource hands each decoded frame out only after lag more were decoded: a decoder
+// running behind the stream.
+func startLaggingDecoderSource(t *testing.T, raw *media.Stream, lag int) *decoderSource {
+	t.Helper()
 	s := &decoderSource{subs: map[int]func(*codec.Frame){}, ended: make(chan struct{})}
 	r := raw.NewReader(0)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -37,14 +45,22 @@ func startDecoderSource(t *testing.T, raw *media.Stream) *decoderSource {
 			return
 		}
 		defer dec.Close()
-		var frames []*codec.Frame
+		var frames, held []*codec.Frame
+		defer func() {
+			for _, f := range held {
+				f.Release()
+			}
+		}()
 		for {
 			au, err := r.Read(ctx)
 			if err != nil {
 				return
 			}
 			frames, _ = dec.Decode(au, frames[:0])
-			for _, f := range frames {
+			held = append(held, frames...)
+			for len(held) > lag {
+				f := held[0]
+				held = held[1:]
 				s.mu.Lock()
 				for _, fn := range s.subs {
 					fn(f)
@@ -176,4 +192,61 @@ func TestAnnotatorMovesToSharedFrames(t *testing.T) {
 		readAU(t, r, 5*time.Second)
 		return ann.Stats().SharedDecoder && raw.Stats().Readers == 1
 	})
+}
+
+// Moving from its own decoder to shared frames that lag behind it, the annotator does not encode the
+// frames it already wrote a second time: the annotated stream's timestamps only go forward (a viewer
+// would otherwise get the same RTP timestamp twice, or time going back).
+func TestAnnotatorSwitchNeverReplaysFrames(t *testing.T) {
+	base := runtime.NumGoroutine()
+	clip := syntheticClip(t, 640, 360, 10, 20)
+	raw := media.NewStream("cam/raw")
+	raw.KeepGOP()
+	ctx, cancel := context.WithCancel(context.Background())
+	wait := feed(ctx, raw, clip, 10*time.Millisecond)
+	late := &lateSource{}
+	ann := NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware, Frames: late}, raw, nil, nil)
+	var src *decoderSource
+	defer func() {
+		ann.Close()
+		if src != nil {
+			src.stop()
+		}
+		cancel()
+		wait()
+		raw.Close()
+		testenv.GoroutinesSettle(t, base)
+	}()
+	r := ann.Stream().NewReader(10000) // keeps every access unit: a drop to a keyframe could hide a replay
+	defer r.Close()
+	last, read := readAU(t, r, 10*time.Second).PTS, uint64(1)
+	check := func(n uint64) {
+		for ; n > 0; n-- {
+			read++
+			au := readAU(t, r, 5*time.Second)
+			if au.PTS <= last {
+				t.Fatalf("annotated PTS %v after %v (shared decoder %v)", au.PTS, last, ann.Stats().SharedDecoder)
+			}
+			last = au.PTS
+		}
+	}
+	check(10)
+	if ann.Stats().SharedDecoder {
+		t.Fatal("shared before the source runs")
+	}
+	src = startLaggingDecoderSource(t, raw, 40)
+	// Let it run behind the stream before the annotator sees it, as analytics does.
+	var seen atomic.Int64
+	stopCount, _, _ := src.SubscribeFrames(func(*codec.Frame) { seen.Add(1) })
+	testenv.WaitFor(t, 10*time.Second, "the lagging decoder's frames", func() bool { return seen.Load() >= 5 })
+	stopCount()
+	late.mu.Lock()
+	late.src = src
+	late.mu.Unlock()
+	testenv.WaitFor(t, 10*time.Second, "the annotator to use the shared frames", func() bool {
+		check(1)
+		return ann.Stats().SharedDecoder
+	})
+	// Read past everything written before the switch and 30 frames of the shared decoder's.
+	check(ann.Stats().AccessUnits - read + 30)
 }
