@@ -165,6 +165,13 @@ func (r *FanoutReader[T]) Dropped() uint64 {
 	return r.dropped
 }
 
+// Len returns how many values wait in this reader's queue.
+func (r *FanoutReader[T]) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
+}
+
 // Close detaches the reader and wakes a pending Read. It is safe to call more than once.
 func (r *FanoutReader[T]) Close() {
 	r.fan.mu.Lock()

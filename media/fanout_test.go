@@ -23,6 +23,9 @@ func TestFanoutDropsOldestPerReader(t *testing.T) {
 	if slow.Dropped() != 3 || fast.Dropped() != 0 {
 		t.Fatalf("dropped slow %d fast %d", slow.Dropped(), fast.Dropped())
 	}
+	if slow.Len() != 0 || fast.Len() != 5 {
+		t.Fatalf("queued slow %d fast %d", slow.Len(), fast.Len())
+	}
 	for want := 1; want <= 5; want++ {
 		if v, _ := fast.Read(ctx); v != want {
 			t.Fatalf("fast read %d, want %d", v, want)
