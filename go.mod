@@ -6,6 +6,9 @@ go 1.26.0
 //   - gortsplib v4.16.2 is the last real v4 release (v4.16.3 is an empty stub) and needs mediacommon/v2 v2.4.1;
 //     github.com/bluenviron/* refuse @latest on the proxy, so versions are exact.
 //   - pion/webrtc is held at v4.2.20: v4.2.21+ need pion/transport/v5 v5.1.x, which the module proxy refuses.
+//   - franz-go v1.22.3 is the Kafka sink's client; franz-go/pkg/kfake (the in-process Kafka cluster its
+//     tests use, since no broker can run here) has no tagged release, so it is pinned by pseudo-version;
+//     it brings golang.org/x/crypto v0.51.0 (and with it x/net, x/sys).
 require (
 	github.com/bluenviron/gortsplib/v4 v4.16.2
 	github.com/bluenviron/mediacommon/v2 v2.4.1

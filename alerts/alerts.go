@@ -1,6 +1,7 @@
 // Package alerts owns rule events once they leave the analytics pipeline: their wire form, the hub that
 // keeps the recent ones and fans them out (WebSocket subscribers, /api/v1/events), and the sinks that
-// deliver them elsewhere (webhooks). Nothing here may ever block the pipeline that publishes an event.
+// deliver them elsewhere (webhooks, MQTT, Kafka). Nothing here may ever block the pipeline that publishes
+// an event.
 package alerts
 
 import (
