@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,49 @@ type AlertsConfig struct {
 	Webhooks []WebhookConfig `yaml:"webhooks"`
 	// MQTT brokers receive every matching event on <topicPrefix>/<camera>/events.
 	MQTT []MQTTConfig `yaml:"mqtt"`
+	// Kafka clusters receive every matching event as one record on their topic, keyed by camera.
+	Kafka []KafkaConfig `yaml:"kafka"`
+}
+
+// KafkaConfig is one Kafka sink (see alerts.KafkaConfig).
+type KafkaConfig struct {
+	Name string `yaml:"name"`
+	// Brokers: bootstrap brokers, host:port each.
+	Brokers []string `yaml:"brokers"`
+	// Topic (default sightline.events); ClientID (default sightline).
+	Topic    string `yaml:"topic"`
+	ClientID string `yaml:"clientId"`
+	// SASL: mechanism plain, scram-sha-256 or scram-sha-512 with username and password (optional).
+	SASL KafkaSASLConfig `yaml:"sasl"`
+	// TLS dials the brokers with TLS; TLSInsecure accepts any certificate.
+	TLS         bool `yaml:"tls"`
+	TLSInsecure bool `yaml:"tlsInsecure"`
+	// Acks: all (default, idempotent producer), leader or none.
+	Acks string `yaml:"acks"`
+	// Cameras, Rules and Classes filter the events produced (empty: all).
+	Cameras []string `yaml:"cameras"`
+	Rules   []string `yaml:"rules"`
+	Classes []string `yaml:"classes"`
+	// QueueLen events wait while the cluster is away (default 100); Timeout bounds a connection check and
+	// the delivery of one event, retries included (default 5s, at least 1s).
+	QueueLen int      `yaml:"queueLen"`
+	Timeout  Duration `yaml:"timeout"`
+}
+
+// KafkaSASLConfig is a Kafka sink's SASL authentication.
+type KafkaSASLConfig struct {
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// alertsConfig converts the YAML form.
+func (k KafkaConfig) alertsConfig(log *slog.Logger) alerts.KafkaConfig {
+	return alerts.KafkaConfig{Name: k.Name, Brokers: k.Brokers, Topic: k.Topic, ClientID: k.ClientID,
+		SASL: alerts.KafkaSASL{Mechanism: k.SASL.Mechanism, Username: k.SASL.Username, Password: k.SASL.Password},
+		TLS:  k.TLS, TLSInsecure: k.TLSInsecure, Acks: k.Acks,
+		Filter:   alerts.Filter{Cameras: k.Cameras, Rules: k.Rules, Classes: k.Classes},
+		QueueLen: k.QueueLen, Timeout: time.Duration(k.Timeout), Logger: log}
 }
 
 // MQTTConfig is one MQTT sink (see alerts.MQTTConfig).
@@ -136,6 +180,14 @@ func (cfg *Config) validateAlerts() error {
 			return keyErr(key, "%v", err)
 		}
 	}
+	if len(a.Kafka) > 0 && !cfg.Analytics.On() {
+		return keyErr("alerts.kafka", "Kafka sinks need the analytics section (events come from its rules)")
+	}
+	for i, k := range a.Kafka {
+		if err := validateKafka(fmt.Sprintf("alerts.kafka[%d]", i), k); err != nil {
+			return err
+		}
+	}
 	names := map[string]int{}
 	for i, w := range a.Webhooks {
 		key := fmt.Sprintf("alerts.webhooks[%d]", i)
@@ -163,6 +215,45 @@ func (cfg *Config) validateAlerts() error {
 			}
 			names[w.Name] = i
 		}
+	}
+	return nil
+}
+
+// validateKafka checks one Kafka sink, naming the key at fault.
+func validateKafka(key string, k KafkaConfig) error {
+	if len(k.Brokers) == 0 {
+		return keyErr(key+".brokers", "empty (want host:port, at least one)")
+	}
+	for j, b := range k.Brokers {
+		if _, err := alerts.NewKafka(alerts.KafkaConfig{Brokers: []string{b}}); err != nil {
+			return keyErr(fmt.Sprintf("%s.brokers[%d]", key, j), "%v", err)
+		}
+	}
+	if k.QueueLen < 0 || k.QueueLen > 100000 {
+		return keyErr(key+".queueLen", "out of range (want a positive value, or 0 for the default)")
+	}
+	if k.Timeout < 0 || k.Timeout > 0 && time.Duration(k.Timeout) < time.Second {
+		return keyErr(key+".timeout", "want at least 1s (0: the default 5s)")
+	}
+	switch strings.ToLower(k.Acks) {
+	case "", "all", "leader", "none":
+	default:
+		return keyErr(key+".acks", "%q: want all, leader or none", k.Acks)
+	}
+	if k.Topic != "" {
+		if _, err := alerts.NewKafka(alerts.KafkaConfig{Brokers: k.Brokers, Topic: k.Topic}); err != nil {
+			return keyErr(key+".topic", "%v", err)
+		}
+	}
+	if k.TLSInsecure && !k.TLS {
+		return keyErr(key+".tlsInsecure", "needs tls: true")
+	}
+	if _, err := alerts.NewKafka(alerts.KafkaConfig{Brokers: k.Brokers, SASL: alerts.KafkaSASL{Mechanism: k.SASL.Mechanism,
+		Username: k.SASL.Username, Password: k.SASL.Password}}); err != nil {
+		return keyErr(key+".sasl", "%v", err)
+	}
+	if _, err := alerts.NewKafka(k.alertsConfig(nil)); err != nil {
+		return keyErr(key, "%v", err)
 	}
 	return nil
 }
@@ -361,9 +452,9 @@ func (g *Gateway) getEvent(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "unknown_event", "no recent event with id "+quote(id))
 }
 
-// listSinks answers GET /api/v1/alerts/sinks: each webhook's and MQTT sink's counters.
+// listSinks answers GET /api/v1/alerts/sinks: each webhook's, MQTT sink's and Kafka sink's counters.
 func (g *Gateway) listSinks(w http.ResponseWriter, r *http.Request) {
-	hooks, brokers := []alerts.WebhookStats{}, []alerts.MQTTStats{}
+	hooks, brokers, clusters := []alerts.WebhookStats{}, []alerts.MQTTStats{}, []alerts.KafkaStats{}
 	if g.analytics != nil {
 		for _, h := range g.analytics.webhooks {
 			hooks = append(hooks, h.Stats())
@@ -371,6 +462,9 @@ func (g *Gateway) listSinks(w http.ResponseWriter, r *http.Request) {
 		for _, m := range g.analytics.mqtt {
 			brokers = append(brokers, m.Stats())
 		}
+		for _, k := range g.analytics.kafka {
+			clusters = append(clusters, k.Stats())
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"webhooks": hooks, "mqtt": brokers})
+	writeJSON(w, http.StatusOK, map[string]any{"webhooks": hooks, "mqtt": brokers, "kafka": clusters})
 }

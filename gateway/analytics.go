@@ -270,11 +270,12 @@ type analyticsRuntime struct {
 	metrics  *metrics.Analytics // stage durations, detections and events per camera
 
 	// Alerts: the hub numbers, keeps and fans out events; snapshots renders their frames (nil when off);
-	// webhooks and MQTT sinks deliver them. The worker goroutines run until close.
+	// webhooks, MQTT and Kafka sinks deliver them. The worker goroutines run until close.
 	hub       *alerts.Hub
 	snapshots *snapshotStore
 	webhooks  []*alerts.Webhook
 	mqtt      []*alerts.MQTT
+	kafka     []*alerts.Kafka
 	publicURL string
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -400,6 +401,15 @@ func (rt *analyticsRuntime) startAlerts(keep int) error {
 		}
 		rt.mqtt = append(rt.mqtt, m)
 		runs = append(runs, m.Subscribe(rt.hub))
+	}
+	for i, kc := range ac.Kafka {
+		k, err := alerts.NewKafka(kc.alertsConfig(rt.log))
+		if err != nil {
+			cancel()
+			return fmt.Errorf("alerts.kafka[%d]: %w", i, err)
+		}
+		rt.kafka = append(rt.kafka, k)
+		runs = append(runs, k.Subscribe(rt.hub))
 	}
 	for _, run := range runs {
 		rt.wg.Add(1)

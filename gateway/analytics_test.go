@@ -34,6 +34,28 @@ cameras:
 	if r := cfg.Cameras[0].Rules; len(r) != 2 || r[0].Type != rules.TypeZone || r[1].Line[1] != [2]float64{0.5, 1} {
 		t.Fatalf("rules %+v", r)
 	}
+	k, err := ParseConfig([]byte(noAuth+`analytics: {}
+alerts:
+  kafka:
+    - name: lake
+      brokers: ['kafka-1.lan:9093', '[fd00::5]:9093']
+      topic: nvr.events
+      clientId: nvr-1
+      sasl: {mechanism: SCRAM-SHA-512, username: sightline, password: secret}
+      tls: true
+      acks: leader
+      cameras: [street]
+      queueLen: 50
+      timeout: 2s
+`), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := k.Alerts.Kafka[0].alertsConfig(nil)
+	if kc.Name != "lake" || len(kc.Brokers) != 2 || kc.Topic != "nvr.events" || kc.ClientID != "nvr-1" || kc.SASL.Mechanism != "SCRAM-SHA-512" ||
+		kc.SASL.Password != "secret" || !kc.TLS || kc.Acks != "leader" || kc.Filter.Cameras[0] != "street" || kc.QueueLen != 50 || kc.Timeout != 2*time.Second {
+		t.Fatalf("kafka %+v", kc)
+	}
 	off, err := ParseConfig([]byte(noAuth), "/")
 	if err != nil || off.Analytics.On() {
 		t.Fatalf("analytics on without the section: %+v %v", off.Analytics, err)
@@ -65,6 +87,24 @@ func TestAnalyticsConfigErrorsNameTheKey(t *testing.T) {
 		{"analytics: {}\nalerts: {mqtt: [{broker: 'tcp://h', qos: 2}]}", "alerts.mqtt[0].qos", "0 or 1"},
 		{"analytics: {}\nalerts: {mqtt: [{broker: 'http://u:pw123@h'}]}", "alerts.mqtt[0]", "broker"},
 		{"analytics: {}\nalerts: {mqtt: [{broker: 'tcp://h', topicPrefix: 'a/#'}]}", "alerts.mqtt[0]", "prefix"},
+		{"alerts: {kafka: [{brokers: ['h:9092']}]}", "alerts.kafka", "need the analytics section"},
+		{"analytics: {}\nalerts: {kafka: [{topic: t}]}", "alerts.kafka[0].brokers", "empty"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: []}]}", "alerts.kafka[0].brokers", "empty"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092', 'kafka://h:9092']}]}", "alerts.kafka[0].brokers[1]", "host:port"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['u:pw123@h:9092']}]}", "alerts.kafka[0].brokers[0]", "no credentials"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:99999']}]}", "alerts.kafka[0].brokers[0]", "1-65535"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h']}]}", "alerts.kafka[0].brokers[0]", "host:port"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], acks: '-1'}]}", "alerts.kafka[0].acks", "all, leader or none"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], topic: 'a b'}]}", "alerts.kafka[0].topic", "letters"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], sasl: {mechanism: scram-sha-256}}]}", "alerts.kafka[0].sasl", "needs a username and a password"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], sasl: {mechanism: plain, username: u}}]}", "alerts.kafka[0].sasl", "needs a username and a password"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], sasl: {mechanism: gssapi, username: u, password: pw123}}]}", "alerts.kafka[0].sasl", "want plain"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], sasl: {username: u, password: pw123}}]}", "alerts.kafka[0].sasl", "without a mechanism"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], sasl: {mechanism: plain, user: u}}]}", "alerts.kafka[0].sasl.user", "unknown key"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], tlsInsecure: true}]}", "alerts.kafka[0].tlsInsecure", "needs tls"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], timeout: 500ms}]}", "alerts.kafka[0].timeout", "at least 1s"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092'], queueLen: -1}]}", "alerts.kafka[0].queueLen", "out of range"},
+		{"analytics: {}\nalerts: {kafka: [{brokers: ['h:9092']}, {brokers: ['h:9092'], clientId: \"a\\nb\"}]}", "alerts.kafka[1]", "client id"},
 		{"alerts: {snapshots: -2}", "alerts.snapshots", "-1 (none)"},
 		{"alerts: {snapshotQuality: 101}", "alerts.snapshotQuality", "1-100"},
 		{"cameras:\n  - {id: c, url: rtsp://h/x, analytics: {fps: 2}}", "cameras[0].analytics", "needs the top-level analytics section"},

@@ -196,6 +196,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("&a [*a]"))
 	f.Add([]byte("analytics: {fps: 2, classes: [car]}\ncameras: [{id: a, url: 'file:x', analytics: {fps: 1, motionGate: true, classes: [car], scoreThreshold: 0.5}}]\n"))
 	f.Add([]byte("analytics: {fps: 2}\nalerts: {publicURL: 'https://n', snapshots: -1, webhooks: [{url: 'http://h/x', retries: 2, headers: {a: b}, backoff: 1s}]}\n"))
+	f.Add([]byte("analytics: {}\nalerts: {kafka: [{brokers: ['h:9092', '[::1]:9093'], topic: t.e, acks: leader, sasl: {mechanism: plain, username: u, password: p}, tls: true, timeout: 2s}]}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(data, "/")
 		if err != nil {
