@@ -2,7 +2,9 @@ package alerts
 
 import (
 	"encoding/json"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,4 +80,34 @@ func TestHubKeepsRecentAndNumbers(t *testing.T) {
 	if _, ok := h.Get("nope"); ok {
 		t.Fatal("Get of an unknown id succeeded")
 	}
+}
+
+// silentListener accepts connections on 127.0.0.1 and never answers (a wedged broker); it is closed, and
+// its connections with it, when the test ends.
+func silentListener(t *testing.T) net.Listener {
+	t.Helper()
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	held.Add(1)
+	go func() {
+		defer held.Done()
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { silent.Close(); held.Wait() })
+	return silent
 }

@@ -248,29 +248,7 @@ func TestKafkaClusterRestart(t *testing.T) {
 
 func TestKafkaStopsWhileClusterAway(t *testing.T) {
 	// silent accepts connections and never answers (a wedged broker); refused has nobody listening.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held sync.WaitGroup
-	held.Add(1)
-	go func() {
-		defer held.Done()
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() { silent.Close(); held.Wait() })
+	silent := silentListener(t)
 	free, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -218,29 +218,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 
 func TestMQTTStopsWhileBrokerAway(t *testing.T) {
 	// silent accepts connections and never answers (a wedged broker); refused has nobody listening.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held sync.WaitGroup
-	held.Add(1)
-	go func() {
-		defer held.Done()
-		var conns []net.Conn
-		defer func() {
-			for _, c := range conns {
-				c.Close()
-			}
-		}()
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() { silent.Close(); held.Wait() })
+	silent := silentListener(t)
 	for _, c := range []struct{ name, broker, want string }{
 		{"refused", "tcp://127.0.0.1:" + strconv.Itoa(mqtttest.FreePort(t)), "connection refused"},
 		{"silent", "tcp://" + silent.Addr().String(), "connect to tcp://127.0.0.1"},

@@ -155,42 +155,62 @@ func (l *lateSource) SubscribeFrames(fn func(*codec.Frame)) (func(), <-chan stru
 	return s.SubscribeFrames(fn)
 }
 
-// An annotator that started on its own decoder moves to the shared frames once they are offered.
-func TestAnnotatorMovesToSharedFrames(t *testing.T) {
+// lateRig is an annotator on a live synthetic raw stream whose frame source offers nothing until offer
+// (the analytics pipeline starting after the annotator, as with annotatedWarm). Cleanup stops it all and
+// checks that no goroutine is left.
+type lateRig struct {
+	raw  *media.Stream
+	late *lateSource
+	ann  *Annotator
+}
+
+func startLateRig(t *testing.T) *lateRig {
+	t.Helper()
 	base := runtime.NumGoroutine()
 	clip := syntheticClip(t, 640, 360, 10, 20)
-	raw := media.NewStream("cam/raw")
-	raw.KeepGOP()
+	rig := &lateRig{raw: media.NewStream("cam/raw"), late: &lateSource{}}
+	rig.raw.KeepGOP()
 	ctx, cancel := context.WithCancel(context.Background())
-	wait := feed(ctx, raw, clip, 10*time.Millisecond)
-	late := &lateSource{}
-	ann := NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware, Frames: late}, raw, nil, nil)
-	var src *decoderSource
-	defer func() {
-		ann.Close()
+	wait := feed(ctx, rig.raw, clip, 10*time.Millisecond)
+	rig.ann = NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware, Frames: rig.late}, rig.raw, nil, nil)
+	t.Cleanup(func() {
+		rig.ann.Close()
+		rig.late.mu.Lock()
+		src := rig.late.src
+		rig.late.mu.Unlock()
 		if src != nil {
 			src.stop()
 		}
 		cancel()
 		wait()
-		raw.Close()
+		rig.raw.Close()
 		testenv.GoroutinesSettle(t, base)
-	}()
-	r := ann.Stream().NewReader(0)
+	})
+	return rig
+}
+
+// offer makes src's frames available to the annotator.
+func (rig *lateRig) offer(src *decoderSource) {
+	rig.late.mu.Lock()
+	rig.late.src = src
+	rig.late.mu.Unlock()
+}
+
+// An annotator that started on its own decoder moves to the shared frames once they are offered.
+func TestAnnotatorMovesToSharedFrames(t *testing.T) {
+	rig := startLateRig(t)
+	r := rig.ann.Stream().NewReader(0)
 	defer r.Close()
 	for i := 0; i < 10; i++ {
 		readAU(t, r, 10*time.Second)
 	}
-	if st := ann.Stats(); st.SharedDecoder || st.Decoder != "software" {
+	if st := rig.ann.Stats(); st.SharedDecoder || st.Decoder != "software" {
 		t.Fatalf("before the source runs: %+v", st)
 	}
-	src = startDecoderSource(t, raw)
-	late.mu.Lock()
-	late.src = src
-	late.mu.Unlock()
+	rig.offer(startDecoderSource(t, rig.raw))
 	testenv.WaitFor(t, 10*time.Second, "the annotator to use the shared frames", func() bool {
 		readAU(t, r, 5*time.Second)
-		return ann.Stats().SharedDecoder && raw.Stats().Readers == 1
+		return rig.ann.Stats().SharedDecoder && rig.raw.Stats().Readers == 1
 	})
 }
 
@@ -198,25 +218,8 @@ func TestAnnotatorMovesToSharedFrames(t *testing.T) {
 // frames it already wrote a second time: the annotated stream's timestamps only go forward (a viewer
 // would otherwise get the same RTP timestamp twice, or time going back).
 func TestAnnotatorSwitchNeverReplaysFrames(t *testing.T) {
-	base := runtime.NumGoroutine()
-	clip := syntheticClip(t, 640, 360, 10, 20)
-	raw := media.NewStream("cam/raw")
-	raw.KeepGOP()
-	ctx, cancel := context.WithCancel(context.Background())
-	wait := feed(ctx, raw, clip, 10*time.Millisecond)
-	late := &lateSource{}
-	ann := NewAnnotator(Config{Camera: "cam", DecoderAccel: codec.AccelSoftware, Frames: late}, raw, nil, nil)
-	var src *decoderSource
-	defer func() {
-		ann.Close()
-		if src != nil {
-			src.stop()
-		}
-		cancel()
-		wait()
-		raw.Close()
-		testenv.GoroutinesSettle(t, base)
-	}()
+	rig := startLateRig(t)
+	ann := rig.ann
 	r := ann.Stream().NewReader(10000) // keeps every access unit: a drop to a keyframe could hide a replay
 	defer r.Close()
 	last, read := readAU(t, r, 10*time.Second).PTS, uint64(1)
@@ -234,15 +237,13 @@ func TestAnnotatorSwitchNeverReplaysFrames(t *testing.T) {
 	if ann.Stats().SharedDecoder {
 		t.Fatal("shared before the source runs")
 	}
-	src = startLaggingDecoderSource(t, raw, 40)
+	src := startLaggingDecoderSource(t, rig.raw, 40)
 	// Let it run behind the stream before the annotator sees it, as analytics does.
 	var seen atomic.Int64
 	stopCount, _, _ := src.SubscribeFrames(func(*codec.Frame) { seen.Add(1) })
 	testenv.WaitFor(t, 10*time.Second, "the lagging decoder's frames", func() bool { return seen.Load() >= 5 })
 	stopCount()
-	late.mu.Lock()
-	late.src = src
-	late.mu.Unlock()
+	rig.offer(src)
 	testenv.WaitFor(t, 10*time.Second, "the annotator to use the shared frames", func() bool {
 		check(1)
 		return ann.Stats().SharedDecoder
