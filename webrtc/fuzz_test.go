@@ -5,6 +5,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"sightline/media"
 )
 
 // FuzzWHEPOffer: any body POSTed as an offer gets 201 or a 4xx/503 JSON error, never a panic.
@@ -83,6 +88,45 @@ func FuzzSignalMessage(f *testing.F) {
 		case "close":
 		default:
 			t.Fatalf("type %q accepted", m.Type)
+		}
+	})
+}
+
+// FuzzH264Depacketizer: random RTP payloads in random order never panic the depacketizer, and every
+// access unit it emits is made of whole NAL units (a valid header of type 1–23, never empty).
+func FuzzH264Depacketizer(f *testing.F) {
+	// Each packet: sequence delta, flags (bit 0 marker, bit 1 next timestamp), payload length, payload.
+	f.Add([]byte{1, 0, 3, 0x78, 0x00, 0x01, 1, 1, 2, 0x65, 0x88})
+	f.Add([]byte{1, 0, 4, 0x7c, 0x85, 0x88, 0x01, 1, 1, 3, 0x7c, 0x45, 0x02, 1, 3, 2, 0x41, 0x9a})
+	f.Add([]byte{1, 0, 9, 0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce, 0, 1, 3, 0x65, 0x88, 0x80})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := NewH264Depacketizer()
+		seq, ts := uint16(65500), uint32(0xfffffff0)
+		now := time.Unix(0, 0)
+		for len(data) >= 3 {
+			delta, flags, n := data[0], data[1], int(data[2])
+			data = data[3:]
+			n = min(n, len(data))
+			payload := append([]byte(nil), data[:n]...)
+			data = data[n:]
+			seq += uint16(int8(delta))
+			if flags&2 != 0 {
+				ts += 3600
+			}
+			now = now.Add(time.Duration(flags>>2) * time.Millisecond)
+			for _, au := range d.Push(&rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: ts, Marker: flags&1 != 0}, Payload: payload}, now) {
+				if len(au.NALUs) == 0 {
+					t.Fatal("empty access unit")
+				}
+				for _, nalu := range au.NALUs {
+					if !validNAL(nalu) {
+						t.Fatalf("broken NAL unit % x", nalu)
+					}
+				}
+				if au.Keyframe != media.IsKeyframe(media.CodecH264, au.NALUs) {
+					t.Fatal("keyframe flag wrong")
+				}
+			}
 		}
 	})
 }
