@@ -15,9 +15,10 @@ import (
 	"sightline/media"
 	"sightline/overlay"
 	"sightline/rtsp"
+	"sightline/webrtc"
 )
 
-// source is what every camera input (RTSP, file) offers the registry.
+// source is what every camera input (RTSP, file, WHIP) offers the registry.
 type source interface {
 	Run(ctx context.Context) error
 	Status() media.SourceStatus
@@ -331,11 +332,14 @@ func (r *registry) isRunning() bool {
 	return r.ctx != nil
 }
 
-// newSource builds the source a camera's URL names (file: or rtsp[s]://).
+// newSource builds the source a camera's URL names (file:, rtsp[s]:// or whip:).
 func newSource(cfg *Config, cc CameraConfig, out *media.Stream, log *slog.Logger) (source, error) {
 	kind, err := cameraKind(cc.URL)
 	if err != nil {
 		return nil, err
+	}
+	if kind == kindWHIP {
+		return webrtc.NewWHIPSource(out, log), nil
 	}
 	if kind == kindFile {
 		path, err := cfg.filePath(cc.URL)

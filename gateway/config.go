@@ -559,7 +559,7 @@ func (cfg *Config) validateCamera(c *CameraConfig, prefix string) error {
 		return keyErr(prefix+"id", "%q must be 1-64 letters, digits, '-' or '_', starting with a letter or digit", c.ID)
 	}
 	if c.URL == "" {
-		return keyErr(prefix+"url", "is required (rtsp://, rtsps:// or file:)")
+		return keyErr(prefix+"url", "is required (rtsp://, rtsps://, file: or whip:)")
 	}
 	switch c.Transport {
 	case "auto", "tcp", "udp":
@@ -577,6 +577,10 @@ func (cfg *Config) validateCamera(c *CameraConfig, prefix string) error {
 		return keyErr(prefix+"tlsInsecure", "applies to rtsps:// cameras only")
 	}
 	switch kind {
+	case kindWHIP:
+		if c.Username != "" || c.Password != "" {
+			return keyErr(prefix+"username", "credentials apply to rtsp:// and rtsps:// cameras only (a WHIP publisher authenticates with an operator token)")
+		}
 	case kindFile:
 		if c.Username != "" || c.Password != "" {
 			return keyErr(prefix+"username", "credentials apply to rtsp:// and rtsps:// cameras only")
@@ -696,21 +700,27 @@ type sourceKind int
 const (
 	kindRTSP sourceKind = iota
 	kindFile
+	kindWHIP // fed by a WHIP publisher (url "whip:")
 )
 
-// cameraKind tells file from RTSP URLs without echoing credentials in errors.
+// cameraKind tells RTSP, file and WHIP URLs apart without echoing credentials in errors.
 func cameraKind(raw string) (sourceKind, error) {
-	scheme, _, ok := strings.Cut(raw, ":")
+	scheme, rest, ok := strings.Cut(raw, ":")
 	if !ok {
-		return 0, fmt.Errorf("%q has no scheme (want rtsp://, rtsps:// or file:)", rtsp.Redact(raw))
+		return 0, fmt.Errorf("%q has no scheme (want rtsp://, rtsps://, file: or whip:)", rtsp.Redact(raw))
 	}
 	switch strings.ToLower(scheme) {
 	case "rtsp", "rtsps":
 		return kindRTSP, nil
 	case "file":
 		return kindFile, nil
+	case "whip":
+		if rest != "" {
+			return 0, fmt.Errorf("a WHIP camera's url is exactly \"whip:\" (publishers POST to /whip/<id>), not %q", rtsp.Redact(raw))
+		}
+		return kindWHIP, nil
 	default:
-		return 0, fmt.Errorf("unsupported scheme %q (want rtsp, rtsps or file)", scheme)
+		return 0, fmt.Errorf("unsupported scheme %q (want rtsp, rtsps, file or whip)", scheme)
 	}
 }
 

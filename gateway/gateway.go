@@ -159,6 +159,25 @@ func (g *Gateway) ResolveStream(cameraID, variant string) (*media.Stream, error)
 	}
 }
 
+// ResolveWHIP implements webrtc.WHIPResolver: the WHIP source of a camera whose url is whip:.
+func (g *Gateway) ResolveWHIP(cameraID string) (*webrtc.WHIPSource, error) {
+	cam, ok := g.cameras.get(cameraID)
+	if !ok {
+		return nil, fmt.Errorf("camera %q: %w", cameraID, webrtc.ErrUnknownCamera)
+	}
+	g.cameras.mu.RLock()
+	cfg, src := cam.cfg, cam.source
+	g.cameras.mu.RUnlock()
+	if kind, err := cameraKind(cfg.URL); err != nil || kind != kindWHIP {
+		return nil, fmt.Errorf("camera %q: %w", cameraID, webrtc.ErrNotWHIPCamera)
+	}
+	ws, ok := src.(*webrtc.WHIPSource)
+	if !ok {
+		return nil, fmt.Errorf("camera %q is disabled: %w", cameraID, webrtc.ErrCameraNotRunning)
+	}
+	return ws, nil
+}
+
 // Handler returns the HTTP surface (for tests that serve it themselves).
 func (g *Gateway) Handler() http.Handler { return g.handler }
 

@@ -33,6 +33,9 @@ var (
 	admin    = policy{role: auth.RoleAdmin, limit: limitAPI}
 	whepNew  = policy{role: auth.RoleViewer, limit: limitWHEP}
 	whepSess = policy{role: auth.RoleViewer}
+	// A WHIP publisher changes what every viewer of its camera sees: operators only.
+	whipNew  = policy{role: auth.RoleOperator, limit: limitWHEP}
+	whipSess = policy{role: auth.RoleOperator}
 	wsSignal = policy{role: auth.RoleViewer, limit: limitWHEP, ws: true}
 	wsFeed   = policy{role: auth.RoleViewer, limit: limitAPI, ws: true}
 )
@@ -75,6 +78,11 @@ func (g *Gateway) routeTable() []route {
 		{"DELETE /whep/{camera}/sessions/{id}", whepSess, nil},
 		{"OPTIONS /whep/{camera}/sessions/{id}", public, nil},
 		{"GET /ws/signal", wsSignal, nil},
+		{"POST /whip/{camera}", whipNew, nil},
+		{"OPTIONS /whip/{camera}", public, nil},
+		{"PATCH /whip/{camera}/sessions/{id}", whipSess, nil},
+		{"DELETE /whip/{camera}/sessions/{id}", whipSess, nil},
+		{"OPTIONS /whip/{camera}/sessions/{id}", public, nil},
 	}
 }
 
@@ -214,9 +222,9 @@ func (g *Gateway) cors(next http.Handler) http.Handler {
 				h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
 				h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization, If-Match")
 				h.Set("Access-Control-Max-Age", "600")
-				// WHEP preflights also carry the ICE server Link headers (RFC 9725 §4.6): let the
-				// WHEP handler answer OPTIONS on its own routes.
-				if !strings.HasPrefix(r.URL.Path, "/whep/") {
+				// WHEP and WHIP preflights also carry the ICE server Link headers (RFC 9725 §4.6):
+				// let their handlers answer OPTIONS on their own routes.
+				if !strings.HasPrefix(r.URL.Path, "/whep/") && !strings.HasPrefix(r.URL.Path, "/whip/") {
 					w.WriteHeader(http.StatusNoContent)
 					return
 				}

@@ -127,6 +127,11 @@ var probes = map[string]probe{
 	"DELETE /whep/{camera}/sessions/{id}":  {"DELETE", "/whep/cam/sessions/nope", "", ""},
 	"OPTIONS /whep/{camera}/sessions/{id}": {"OPTIONS", "/whep/cam/sessions/nope", "", ""},
 	"GET /ws/signal":                       {"GET", "/ws/signal", "", ""},
+	"POST /whip/{camera}":                  {"POST", "/whip/cam", "application/sdp", "v=0\r\n"},
+	"OPTIONS /whip/{camera}":               {"OPTIONS", "/whip/cam", "", ""},
+	"PATCH /whip/{camera}/sessions/{id}":   {"PATCH", "/whip/cam/sessions/nope", "application/trickle-ice-sdpfrag", "a=ice-ufrag:x\r\n"},
+	"DELETE /whip/{camera}/sessions/{id}":  {"DELETE", "/whip/cam/sessions/nope", "", ""},
+	"OPTIONS /whip/{camera}/sessions/{id}": {"OPTIONS", "/whip/cam/sessions/nope", "", ""},
 	"GET /ws/meta":                         {"GET", "/ws/meta", "", ""},
 	"GET /ws/alerts":                       {"GET", "/ws/alerts", "", ""},
 }

@@ -64,11 +64,14 @@ func hostMatches(pattern, host string, addrs []netip.Addr) bool {
 }
 
 // checkAPICamera applies the URL policy to a camera created or changed through the API: rtsp and rtsps
-// to hosts the allow/deny lists permit, file: only inside api.mediaDir. Errors never echo credentials.
+// to hosts the allow/deny lists permit, file: only inside api.mediaDir, whip: always. Errors never echo credentials.
 func (cfg *Config) checkAPICamera(ctx context.Context, c CameraConfig) error {
 	kind, err := cameraKind(c.URL)
 	if err != nil {
 		return keyErr("url", "%v", err)
+	}
+	if kind == kindWHIP {
+		return nil // nothing is dialed: publishers come to Sightline
 	}
 	if kind == kindFile {
 		if cfg.API.MediaDir == "" {

@@ -73,6 +73,8 @@ const (
 	StateReconnecting SourceState = "reconnecting"
 	StateStopped      SourceState = "stopped"
 	StateDisabled     SourceState = "disabled"
+	// StateWaiting is a push source (WHIP) that has no publisher.
+	StateWaiting SourceState = "waiting"
 )
 
 // SourceStatus is a snapshot of a source's health, as reported by the API. LastError never contains
@@ -87,5 +89,7 @@ type SourceStatus struct {
 	BitrateBps   float64     `json:"bitrate_bps"`
 	Codec        Codec       `json:"codec,omitempty"`
 	Transport    string      `json:"transport,omitempty"`
-	Since        time.Time   `json:"since"`
+	// Publisher is the remote address of a push source's publisher (WHIP), while one is connected.
+	Publisher string    `json:"publisher,omitempty"`
+	Since     time.Time `json:"since"`
 }

@@ -1,6 +1,7 @@
-// Package webrtc owns everything github.com/pion/webrtc/v4: the WHEP endpoint, WebSocket signaling and the
-// passthrough fan-out of a camera's media.Stream to many viewers over one shared ICE UDP port. It never
-// decodes or re-encodes video and never blocks a camera or one viewer on another.
+// Package webrtc owns everything github.com/pion/webrtc/v4: the WHEP endpoint, WHIP ingest (publishers
+// pushing H.264 into a camera's stream), WebSocket signaling and the passthrough fan-out of a camera's
+// media.Stream to many viewers over one shared ICE UDP port. It never decodes or re-encodes video and
+// never blocks a camera or one viewer on another.
 package webrtc
 
 import (
@@ -95,6 +96,7 @@ type Server struct {
 	log     *slog.Logger
 	streams StreamResolver
 	api     *pwebrtc.API
+	whipAPI *pwebrtc.API // receives WHIP publishers (NACK generator, receiver reports)
 	udpAddr net.Addr
 	udpMux  ice.UDPMux
 	iceSrv  []pwebrtc.ICEServer
@@ -105,15 +107,16 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // session closers, socket handlers
 
-	mu       sync.Mutex
-	closed   bool
-	sessions map[string]*session       // answered sessions
-	pending  map[string]*session       // sessions being set up
-	counted  map[string]int            // per camera: pending + answered sessions (the caps' count)
-	total    int                       // pending + answered sessions of every camera
-	tracks   map[trackKey]*sharedTrack // the current shared track of each (camera, variant)
-	live     map[*sharedTrack]struct{} // every running track, current or retired, until it stopped
-	drops    map[trackKey]dropCounts   // what stopped tracks dropped, so counters never go back
+	mu         sync.Mutex
+	closed     bool
+	sessions   map[string]*session       // answered sessions
+	pending    map[string]*session       // sessions being set up
+	publishers map[string]*publisher     // WHIP publisher sessions, being set up or answered
+	counted    map[string]int            // per camera: pending + answered sessions (the caps' count)
+	total      int                       // pending + answered sessions of every camera
+	tracks     map[trackKey]*sharedTrack // the current shared track of each (camera, variant)
+	live       map[*sharedTrack]struct{} // every running track, current or retired, until it stopped
+	drops      map[trackKey]dropCounts   // what stopped tracks dropped, so counters never go back
 }
 
 // NewServer opens the shared UDP mux and builds the pion API.
@@ -164,21 +167,32 @@ func NewServer(cfg Config, streams StreamResolver) (*Server, error) {
 		_ = mux.Close()
 		return nil, err
 	}
+	se, err := newSettingEngine(cfg, mux, lf)
+	if err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
+	whipAPI, err := newWHIPAPI(se)
+	if err != nil {
+		_ = mux.Close()
+		return nil, err
+	}
 	shards := cfg.FanoutShards
 	if shards <= 0 {
 		shards = runtime.GOMAXPROCS(0)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg: cfg, log: log, streams: streams, api: api, udpAddr: addr, udpMux: mux, iceSrv: iceServers,
+		cfg: cfg, log: log, streams: streams, api: api, whipAPI: whipAPI, udpAddr: addr, udpMux: mux, iceSrv: iceServers,
 		shards: shards, accept: acceptOptions(cfg.AllowOrigins),
 		ctx: ctx, cancel: cancel,
-		sessions: make(map[string]*session),
-		pending:  make(map[string]*session),
-		counted:  make(map[string]int),
-		tracks:   make(map[trackKey]*sharedTrack),
-		live:     make(map[*sharedTrack]struct{}),
-		drops:    make(map[trackKey]dropCounts),
+		sessions:   make(map[string]*session),
+		pending:    make(map[string]*session),
+		publishers: make(map[string]*publisher),
+		counted:    make(map[string]int),
+		tracks:     make(map[trackKey]*sharedTrack),
+		live:       make(map[*sharedTrack]struct{}),
+		drops:      make(map[trackKey]dropCounts),
 	}
 	log.Info("webrtc server ready", "udp", addr.String(), "loopback_only", cfg.LoopbackOnly)
 	return s, nil
@@ -207,6 +221,17 @@ func newAPI(cfg Config, mux ice.UDPMux, lf *slogLoggerFactory) (*pwebrtc.API, er
 		return nil, fmt.Errorf("webrtc: sender report interceptor: %w", err)
 	}
 	ir.Add(sr)
+	se, err := newSettingEngine(cfg, mux, lf)
+	if err != nil {
+		return nil, err
+	}
+	return pwebrtc.NewAPI(pwebrtc.WithMediaEngine(me), pwebrtc.WithInterceptorRegistry(ir),
+		pwebrtc.WithSettingEngine(se)), nil
+}
+
+// newSettingEngine holds the ICE settings every PeerConnection shares (viewers and WHIP publishers
+// alike): the one UDP mux, timeouts, loopback-only mode and announced addresses.
+func newSettingEngine(cfg Config, mux ice.UDPMux, lf *slogLoggerFactory) (pwebrtc.SettingEngine, error) {
 	se := pwebrtc.SettingEngine{LoggerFactory: lf}
 	se.SetICEUDPMux(mux)
 	se.SetICETimeouts(iceDisconnectedTimeout, iceFailedTimeout, iceKeepalive)
@@ -226,11 +251,10 @@ func newAPI(cfg Config, mux ice.UDPMux, lf *slogLoggerFactory) (*pwebrtc.API, er
 	}
 	if rules := rewriteRules(cfg); len(rules) > 0 {
 		if err := se.SetICEAddressRewriteRules(rules...); err != nil {
-			return nil, fmt.Errorf("webrtc: address rewrite rules: %w", err)
+			return se, fmt.Errorf("webrtc: address rewrite rules: %w", err)
 		}
 	}
-	return pwebrtc.NewAPI(pwebrtc.WithMediaEngine(me), pwebrtc.WithInterceptorRegistry(ir),
-		pwebrtc.WithSettingEngine(se)), nil
+	return se, nil
 }
 
 // rewriteRules maps NAT1To1IPs and AdditionalHosts onto pion's address rewrite rules (the successor of
@@ -328,10 +352,17 @@ func (s *Server) Close() error {
 	for _, sess := range s.sessions {
 		sessions = append(sessions, sess)
 	}
+	pubs := make([]*publisher, 0, len(s.publishers))
+	for _, p := range s.publishers {
+		pubs = append(pubs, p)
+	}
 	s.mu.Unlock()
 	s.cancel()
 	for _, sess := range sessions {
 		s.closeSession(sess, "server closed")
+	}
+	for _, p := range pubs {
+		s.closePublisher(p, "server closed")
 	}
 	s.wg.Wait()
 	return s.udpMux.Close() // closes its sockets too

@@ -29,6 +29,10 @@ const (
 //	DELETE  /whep/{camera}/sessions/{id}   end the session → 204
 //	OPTIONS on all of the above            Accept-Post / Allow and ICE server Link headers
 //	GET     /ws/signal                     WebSocket signaling (see signal.go)
+//	POST    /whip/{camera}                 WHIP publisher offer → 201 answer (see whip.go)
+//	PATCH   /whip/{camera}/sessions/{id}   trickle ICE → 204
+//	DELETE  /whip/{camera}/sessions/{id}   end the publisher session → 204
+//	OPTIONS on the WHIP routes             as for WHEP
 //
 // CORS headers are the gateway's job (its middleware must expose Location, ETag and Link).
 func (s *Server) Register(mux *http.ServeMux) {
@@ -40,6 +44,11 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /whep/{camera}/sessions/{id}", s.handleDelete)
 	mux.HandleFunc("OPTIONS /whep/{camera}/sessions/{id}", s.handleOptionsSession)
 	mux.HandleFunc("GET /ws/signal", s.handleSignal)
+	mux.HandleFunc("POST /whip/{camera}", s.handleWHIPPost)
+	mux.HandleFunc("OPTIONS /whip/{camera}", s.handleOptionsEndpoint)
+	mux.HandleFunc("PATCH /whip/{camera}/sessions/{id}", s.handleWHIPPatch)
+	mux.HandleFunc("DELETE /whip/{camera}/sessions/{id}", s.handleWHIPDelete)
+	mux.HandleFunc("OPTIONS /whip/{camera}/sessions/{id}", s.handleOptionsSession)
 }
 
 // writeError writes {"error": msg, "code": code} with the error's status.

@@ -1,0 +1,376 @@
+// Package whipclient owns a WHIP (RFC 9725) publishing client for Sightline's tests: it posts a sendonly
+// H.264 offer, then sends access units over pion/webrtc with the RTP timestamps its caller chooses, and
+// counts the keyframe requests (PLI/FIR) the server sends back. In LoopbackOnly mode it never sends a
+// packet to, or dials, a non-loopback address.
+package whipclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/rtp/codecs"
+	"github.com/pion/webrtc/v4"
+)
+
+// Options configure a Client.
+type Options struct {
+	// LoopbackOnly keeps every packet on loopback (BROWSER.md): UDP4 on lo only, loopback candidates,
+	// mDNS off, a socket bound to 127.0.0.1 that refuses to write elsewhere, and a URL whose host must be
+	// a loopback address or "localhost".
+	LoopbackOnly bool
+	// Token, when set, is sent as "Authorization: Bearer <Token>" on every WHIP request.
+	Token string
+	// HTTPClient is used for the WHIP requests (default: a client with a 10 s timeout).
+	HTTPClient *http.Client
+	// Logger receives debug logs (default: discard).
+	Logger *slog.Logger
+}
+
+// StatusError is a refused offer: the HTTP status and body.
+type StatusError struct {
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("whip: status %d: %s", e.Code, e.Body) }
+
+// mtu is the RTP payload size the client packetizes to.
+const mtu = 1200
+
+// Client is one WHIP publisher session.
+type Client struct {
+	opts     Options
+	log      *slog.Logger
+	pc       *webrtc.PeerConnection
+	track    *webrtc.TrackLocalStaticRTP
+	conn     net.PacketConn
+	mux      ice.UDPMux
+	http     *http.Client
+	location string
+	answer   string
+
+	connected chan struct{}
+	connOnce  sync.Once
+	failed    chan struct{}
+	failOnce  sync.Once
+
+	wmu  sync.Mutex // WriteAccessUnit
+	pay  codecs.H264Payloader
+	seq  uint16
+	plis atomic.Uint64
+
+	closeOnce   sync.Once
+	rtcpStarted bool
+	rtcpDone    chan struct{}
+}
+
+// Dial negotiates a WHIP session with the endpoint at rawURL and returns once the answer is applied
+// (ICE and DTLS continue in the background; see WaitConnected). A refused offer is a *StatusError.
+func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("whip: parse url: %w", err)
+	}
+	if opts.LoopbackOnly && !isLoopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("whip: LoopbackOnly refuses non-loopback host %q", u.Hostname())
+	}
+	c := &Client{opts: opts, log: opts.Logger, http: opts.HTTPClient, connected: make(chan struct{}),
+		failed: make(chan struct{}), rtcpDone: make(chan struct{}), seq: 1000}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: 10 * time.Second}
+	}
+	if err := c.newPeerConnection(); err != nil {
+		c.closeTransport()
+		return nil, err
+	}
+	if err := c.negotiate(ctx, u); err != nil {
+		c.closeTransport()
+		return nil, err
+	}
+	return c, nil
+}
+
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (c *Client) newPeerConnection() error {
+	m := &webrtc.MediaEngine{}
+	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
+	if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: fb},
+		PayloadType: 102,
+	}, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("whip: register H264: %w", err)
+	}
+	reg := &interceptor.Registry{}
+	if err := webrtc.ConfigureNack(m, reg); err != nil { // answers the server's NACKs from a history
+		return fmt.Errorf("whip: configure NACK: %w", err)
+	}
+	if err := webrtc.ConfigureRTCPReports(reg); err != nil { // sender reports: the server learns NTP time
+		return fmt.Errorf("whip: configure RTCP reports: %w", err)
+	}
+	se := webrtc.SettingEngine{}
+	if c.opts.LoopbackOnly {
+		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return fmt.Errorf("whip: listen on loopback: %w", err)
+		}
+		_ = conn.SetWriteBuffer(4 << 20)
+		c.conn = loopbackConn{conn}
+		c.mux = webrtc.NewICEUDPMux(nil, c.conn)
+		se.SetICEUDPMux(c.mux)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return fmt.Errorf("whip: new peer connection: %w", err)
+	}
+	c.pc = pc
+	track, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000},
+		"video", "sightline-whipclient")
+	if err != nil {
+		return fmt.Errorf("whip: new track: %w", err)
+	}
+	c.track = track
+	sender, err := pc.AddTransceiverFromTrack(track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	if err != nil {
+		return fmt.Errorf("whip: add video transceiver: %w", err)
+	}
+	c.rtcpStarted = true
+	go c.readRTCP(sender.Sender())
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		c.log.Debug("whip: connection state", "state", s.String())
+		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			c.connOnce.Do(func() { close(c.connected) })
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			c.failOnce.Do(func() { close(c.failed) })
+		}
+	})
+	return nil
+}
+
+// readRTCP counts the server's keyframe requests; it ends when the PeerConnection closes.
+func (c *Client) readRTCP(sender *webrtc.RTPSender) {
+	defer close(c.rtcpDone)
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				c.plis.Add(1)
+			}
+		}
+	}
+}
+
+// loopbackConn refuses to write to anything but a loopback address.
+type loopbackConn struct{ *net.UDPConn }
+
+var errNotLoopback = errors.New("whip: refusing to send to a non-loopback address")
+
+func (l loopbackConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if ua, ok := addr.(*net.UDPAddr); !ok || !ua.IP.IsLoopback() {
+		return 0, errNotLoopback
+	}
+	return l.UDPConn.WriteTo(p, addr)
+}
+
+func (c *Client) negotiate(ctx context.Context, u *url.URL) error {
+	offer, err := c.pc.CreateOffer(nil)
+	if err != nil {
+		return fmt.Errorf("whip: create offer: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(c.pc)
+	if err := c.pc.SetLocalDescription(offer); err != nil {
+		return fmt.Errorf("whip: set local description: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return fmt.Errorf("whip: gather candidates: %w", ctx.Err())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(c.pc.LocalDescription().SDP))
+	if err != nil {
+		return fmt.Errorf("whip: build offer request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/sdp")
+	c.authorize(req)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("whip: post offer to %s: %w", u.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("whip: read answer from %s: %w", u.Redacted(), err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return &StatusError{Code: resp.StatusCode, Body: string(bytes.TrimSpace(body))}
+	}
+	if loc := resp.Header.Get("Location"); loc != "" {
+		lu, err := u.Parse(loc)
+		if err != nil {
+			return fmt.Errorf("whip: parse Location %q: %w", loc, err)
+		}
+		if c.opts.LoopbackOnly && !isLoopbackHost(lu.Hostname()) {
+			return fmt.Errorf("whip: LoopbackOnly refuses non-loopback Location host %q", lu.Hostname())
+		}
+		c.location = lu.String()
+	}
+	c.answer = string(body)
+	answer := c.answer
+	if c.opts.LoopbackOnly {
+		answer = keepLoopbackCandidates(answer)
+	}
+	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		return fmt.Errorf("whip: set remote description: %w", err)
+	}
+	return nil
+}
+
+// keepLoopbackCandidates drops a=candidate lines whose address is not a loopback IP.
+func keepLoopbackCandidates(sdp string) string {
+	lines := strings.SplitAfter(sdp, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		if strings.HasPrefix(l, "a=candidate:") {
+			f := strings.Fields(l)
+			if len(f) < 6 {
+				continue
+			}
+			if ip := net.ParseIP(f[4]); ip == nil || !ip.IsLoopback() {
+				continue
+			}
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "")
+}
+
+func (c *Client) authorize(req *http.Request) {
+	if c.opts.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	}
+}
+
+// Location returns the session URL the server gave in its 201 answer ("" if none).
+func (c *Client) Location() string { return c.location }
+
+// Answer returns the server's SDP answer.
+func (c *Client) Answer() string { return c.answer }
+
+// PLIs returns how many keyframe requests (PLI or FIR) the server sent.
+func (c *Client) PLIs() uint64 { return c.plis.Load() }
+
+// WaitConnected waits until the PeerConnection is connected, fails, or ctx ends.
+func (c *Client) WaitConnected(ctx context.Context) error {
+	select {
+	case <-c.connected:
+		return nil
+	case <-c.failed:
+		return errors.New("whip: peer connection failed or closed")
+	case <-ctx.Done():
+		return fmt.Errorf("whip: wait for connection: %w", ctx.Err())
+	}
+}
+
+// WriteAccessUnit packetizes one access unit (NAL units without start codes; AUDs are dropped by the
+// payloader, SPS and PPS go out as a STAP-A, big NAL units as FU-A) and sends it with RTP timestamp
+// rtpTime, the marker bit on its last packet.
+func (c *Client) WriteAccessUnit(nalus [][]byte, rtpTime uint32) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	var payloads [][]byte
+	for _, n := range nalus {
+		payloads = append(payloads, c.pay.Payload(mtu, append([]byte{0, 0, 0, 1}, n...))...)
+	}
+	for i, p := range payloads {
+		pkt := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: c.seq, Timestamp: rtpTime,
+			Marker: i == len(payloads)-1}, Payload: p}
+		c.seq++
+		if err := c.track.WriteRTP(pkt); err != nil {
+			return fmt.Errorf("whip: write RTP: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close ends the session: DELETE on the session URL (best effort, 2 s), then closes the PeerConnection.
+func (c *Client) Close() error {
+	var errs []error
+	c.closeOnce.Do(func() {
+		if c.location != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.location, nil)
+			if err == nil {
+				c.authorize(req)
+				var resp *http.Response
+				if resp, err = c.http.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+					resp.Body.Close()
+					if resp.StatusCode/100 != 2 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+			}
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("whip: delete session: %w", err))
+			}
+		}
+		errs = append(errs, c.closeTransport())
+	})
+	return errors.Join(errs...)
+}
+
+func (c *Client) closeTransport() error {
+	var errs []error
+	if c.pc != nil {
+		if err := c.pc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("whip: close peer connection: %w", err))
+		}
+		if c.rtcpStarted {
+			<-c.rtcpDone
+		}
+	}
+	if c.mux != nil {
+		_ = c.mux.Close()
+	}
+	if c.conn != nil {
+		_ = c.conn.Close()
+	}
+	return errors.Join(errs...)
+}
