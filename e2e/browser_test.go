@@ -383,3 +383,79 @@ document.querySelector('[data-camera="street"] .variant').click();`); err != nil
 	}
 	screenshot(t, b, "street-switch.png")
 }
+
+// audioFirstScript (async) is a WHEP player as many third-party ones are (WHEP.md): it offers an audio
+// m-line before the video one, POSTs to /whep/arguments[0], and resolves to {frames, remoteType,
+// audioRejected} once a frame is decoded (or after 10 s): remoteType is the candidate type of the
+// server's side of the selected ICE pair.
+const audioFirstScript = `
+const [id, done] = arguments;
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('audio', {direction: 'recvonly'});
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => {
+    if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
+    setTimeout(r, 1000);
+  });
+  const res = await fetch('/whep/' + encodeURIComponent(id),
+    {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+  if (res.status !== 201) throw new Error('WHEP ' + res.status + ': ' + await res.text());
+  const session = new URL(res.headers.get('Location'), location.href).href;
+  const answer = await res.text();
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  const start = performance.now();
+  let frames = 0, remoteType = '';
+  while (performance.now() - start < 10000) {
+    const stats = await pc.getStats();
+    let pairId = '';
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
+      if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    });
+    const pair = pairId && stats.get(pairId);
+    const remote = pair && stats.get(pair.remoteCandidateId);
+    remoteType = remote ? remote.candidateType : '';
+    if (frames > 0 && remoteType) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  pc.close();
+  await fetch(session, {method: 'DELETE'});
+  return {frames, remoteType, audioRejected: /^m=audio 0 /m.test(answer)};
+})().then(done, (e) => done({error: String(e)}));`
+
+// A WHEP player that offers audio first (the server answers it rejected) plays, and reaches the server
+// through the host candidate of the answer, not a peer-reflexive one: the answer carries its candidates
+// under the video m-line, since a browser ignores those of a rejected m-line.
+func TestBrowserAudioFirstWHEPPlayer(t *testing.T) {
+	checkGoroutines(t)
+	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	_, base := startGateway(t, playbackConfig(`
+  - id: street
+    url: file://%s
+`, asset))
+	b := browsertest.Start(t, browsertest.Options{Width: 640, Height: 480})
+	if err := b.Navigate(base + "/healthz"); err != nil { // same origin, no UI player of its own
+		b.Fatalf("%v", err)
+	}
+	var got struct {
+		Frames        int    `json:"frames"`
+		RemoteType    string `json:"remoteType"`
+		AudioRejected bool   `json:"audioRejected"`
+		Error         string `json:"error"`
+	}
+	raw, err := b.ExecAsync(audioFirstScript, "street")
+	if err == nil {
+		err = json.Unmarshal(raw, &got)
+	}
+	if err != nil || got.Error != "" {
+		b.Fatalf("audio-first player: %v %s", err, raw)
+	}
+	t.Logf("audio-first player: %+v", got)
+	if got.Frames == 0 || !got.AudioRejected || got.RemoteType != "host" {
+		t.Fatalf("audio-first player: %d frames decoded, audio rejected %v, server candidate %q (want frames, rejected audio, host)",
+			got.Frames, got.AudioRejected, got.RemoteType)
+	}
+}

@@ -176,6 +176,58 @@ func stripNonLoopbackCandidates(sd *sdp.SessionDescription) int {
 	return removed
 }
 
+// candidatesOnBundleTag moves the ICE candidates of an answer whose first m-line is rejected (port 0:
+// an audio m-line offered first, answered rejected) onto the first m-line that is not. pion writes its
+// candidates under the first m-line only, and a rejected m-line is outside the BUNDLE group, so a browser
+// drops candidates found there and can connect only through peer-reflexive discovery. Anything it cannot
+// parse is returned as it is.
+func candidatesOnBundleTag(answer string) string {
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(answer); err != nil || len(sd.MediaDescriptions) < 2 {
+		return answer
+	}
+	first := sd.MediaDescriptions[0]
+	if first.MediaName.Port.Value != 0 {
+		return answer
+	}
+	var tag *sdp.MediaDescription
+	for _, md := range sd.MediaDescriptions[1:] {
+		if md.MediaName.Port.Value != 0 {
+			tag = md
+			break
+		}
+	}
+	if tag == nil {
+		return answer
+	}
+	kept := first.Attributes[:0]
+	moved := 0
+	for _, a := range first.Attributes {
+		if a.Key == "candidate" || a.Key == "end-of-candidates" {
+			if a.Key == "candidate" || !hasAttr(tag, "end-of-candidates") {
+				tag.Attributes = append(tag.Attributes, a)
+			}
+			moved++
+			continue
+		}
+		kept = append(kept, a)
+	}
+	if moved == 0 {
+		return answer
+	}
+	first.Attributes = kept
+	out, err := sd.Marshal()
+	if err != nil {
+		return answer
+	}
+	return string(out)
+}
+
+func hasAttr(md *sdp.MediaDescription, key string) bool {
+	_, ok := md.Attribute(key)
+	return ok
+}
+
 // candidateIsLoopback reports whether an ICE candidate attribute value ("candidate:" prefix optional)
 // names a loopback address (RFC 8839 §5.1: foundation component transport priority address port ...).
 func candidateIsLoopback(cand string) bool {

@@ -185,7 +185,7 @@ func (s *Server) createSession(ctx context.Context, req sessionRequest) (*sessio
 	sess.published.Store(true)
 	s.mu.Unlock()
 	sess.log.Info("viewer session started")
-	return sess, ld.SDP, nil
+	return sess, candidatesOnBundleTag(ld.SDP), nil
 }
 
 // sendsVideo reports whether some transceiver negotiated to send the shared track.

@@ -1,6 +1,8 @@
 package webrtc
 
 import (
+	"github.com/pion/sdp/v3"
+
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -131,6 +133,7 @@ func TestWHEPSessionLifecycle(t *testing.T) {
 			if !strings.Contains(answer, "a=candidate:") || !strings.Contains(answer, "127.0.0.1") {
 				t.Fatalf("answer lacks the loopback candidate:\n%s", answer)
 			}
+			checkCandidatesOnBundleTag(t, answer)
 			if strings.Contains(answer, "192.168.") {
 				t.Fatalf("answer leaks a non-loopback address")
 			}
@@ -240,5 +243,47 @@ func TestRewriteRules(t *testing.T) {
 	r := rewriteRules(Config{NAT1To1IPs: []string{"203.0.113.7"}, AdditionalHosts: []string{"198.51.100.2", "2001:db8::1"}})
 	if len(r) != 2 || r[0].Mode != 1 || len(r[0].External) != 2 || r[1].External[0] != "2001:db8::1" {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// checkCandidatesOnBundleTag fails unless the answer's candidates sit under its first m-line that is not
+// rejected (the BUNDLE tag), none under a rejected one: browsers drop candidates of a rejected m-line.
+func checkCandidatesOnBundleTag(t *testing.T, answer string) {
+	t.Helper()
+	var sd sdp.SessionDescription
+	if err := sd.UnmarshalString(answer); err != nil {
+		t.Fatalf("answer does not parse: %v", err)
+	}
+	tagged := false
+	for _, md := range sd.MediaDescriptions {
+		_, has := md.Attribute("candidate")
+		switch {
+		case md.MediaName.Port.Value == 0 && has:
+			t.Fatalf("candidates under the rejected %s m-line:\n%s", md.MediaName.Media, answer)
+		case md.MediaName.Port.Value != 0 && !tagged:
+			if !has {
+				t.Fatalf("no candidates under the first accepted m-line (%s):\n%s", md.MediaName.Media, answer)
+			}
+			tagged = true
+		}
+	}
+}
+
+func TestCandidatesOnBundleTag(t *testing.T) {
+	const head = "v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 1\r\n"
+	const cands = "a=candidate:1 1 udp 2130706431 127.0.0.1 8189 typ host\r\na=end-of-candidates\r\n"
+	audio := "m=audio 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n"
+	video := "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=rtpmap:96 H264/90000\r\n"
+
+	moved := candidatesOnBundleTag(head + audio + cands + video)
+	checkCandidatesOnBundleTag(t, moved)
+	if strings.Count(moved, "a=end-of-candidates") != 1 || !strings.HasSuffix(moved, "typ host\r\na=end-of-candidates\r\n") {
+		t.Fatalf("candidates not moved whole under the video m-line:\n%s", moved)
+	}
+	// An accepted first m-line keeps them; an unparsable or all-rejected answer is left as it is.
+	for _, in := range []string{head + video + cands + audio, "not sdp", head + audio + cands + strings.Replace(video, "m=video 9", "m=video 0", 1)} {
+		if got := candidatesOnBundleTag(in); got != in {
+			t.Fatalf("changed:\n%s\ninto:\n%s", in, got)
+		}
 	}
 }

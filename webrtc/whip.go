@@ -556,7 +556,7 @@ func (s *Server) createPublisher(ctx context.Context, camera, offer, remote stri
 		return nil, "", errf(http.StatusServiceUnavailable, "session_failed", "the session closed while it was being set up")
 	}
 	p.log.Info("publisher session started", "codec", info.codec.SDPFmtpLine, "payload_type", info.codec.PayloadType)
-	return p, ld.SDP, nil
+	return p, candidatesOnBundleTag(ld.SDP), nil
 }
 
 // closePublisher tears a publisher session down once: it leaves the map, its PeerConnection closes, its
