@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -458,4 +459,146 @@ func TestBrowserAudioFirstWHEPPlayer(t *testing.T) {
 		t.Fatalf("audio-first player: %d frames decoded, audio rejected %v, server candidate %q (want frames, rejected audio, host)",
 			got.Frames, got.AudioRejected, got.RemoteType)
 	}
+}
+
+// whipPublishScript (async) publishes from the page as a browser WHIP client does: an animated canvas
+// (arguments[1] x arguments[2]) as video and a WebAudio tone as audio, the audio m-line first, to
+// /whip/arguments[0]. It resolves to {location, audioRejected, codec} once the publisher's ICE connects,
+// and keeps publishing (window.__whip holds the PeerConnection).
+const whipPublishScript = `
+const [id, w, h, done] = arguments;
+(async () => {
+  const canvas = document.createElement('canvas');
+  canvas.width = w; canvas.height = h;
+  document.body.append(canvas);
+  const ctx = canvas.getContext('2d');
+  let n = 0;
+  setInterval(() => {
+    n++;
+    ctx.fillStyle = 'hsl(' + (n * 7 % 360) + ', 70%, 50%)';
+    ctx.fillRect(0, 0, w, h);
+    ctx.fillStyle = '#fff';
+    ctx.fillRect((n * 8) % w, h / 3, 40, 40);
+  }, 40);
+  const audio = new AudioContext();
+  const osc = audio.createOscillator();
+  const sink = audio.createMediaStreamDestination();
+  osc.connect(sink);
+  osc.start();
+  const pc = new RTCPeerConnection();
+  window.__whip = pc;
+  pc.addTransceiver(sink.stream.getAudioTracks()[0], {direction: 'sendonly'});
+  pc.addTransceiver(canvas.captureStream(25).getVideoTracks()[0], {direction: 'sendonly'});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => {
+    if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
+    setTimeout(r, 1000);
+  });
+  const res = await fetch('/whip/' + encodeURIComponent(id),
+    {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+  if (res.status !== 201) throw new Error('WHIP ' + res.status + ': ' + await res.text());
+  const location = new URL(res.headers.get('Location'), window.location.href).href;
+  const answer = await res.text();
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  const start = performance.now();
+  while (pc.connectionState !== 'connected' && performance.now() - start < 10000) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const codec = (answer.match(/a=rtpmap:\d+ ([A-Za-z0-9]+)\/90000/) || [])[1] || '';
+  return {location, state: pc.connectionState, codec, audioRejected: /^m=audio 0 /m.test(answer)};
+})().then(done, (e) => done({error: String(e)}));`
+
+// whepWatchScript (async) is a bare WHEP viewer of camera arguments[0] in the page: it resolves to
+// {frames, width, height} once it decoded a few frames (or after 10 s), then leaves.
+const whepWatchScript = `
+const [id, done] = arguments;
+(async () => {
+  const pc = new RTCPeerConnection();
+  pc.addTransceiver('video', {direction: 'recvonly'});
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => {
+    if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
+    setTimeout(r, 1000);
+  });
+  const res = await fetch('/whep/' + encodeURIComponent(id),
+    {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+  if (res.status !== 201) throw new Error('WHEP ' + res.status + ': ' + await res.text());
+  const session = new URL(res.headers.get('Location'), location.href).href;
+  await pc.setRemoteDescription({type: 'answer', sdp: await res.text()});
+  const start = performance.now();
+  let out = {frames: 0, width: 0, height: 0};
+  while (performance.now() - start < 10000) {
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        out = {frames: s.framesDecoded || 0, width: s.frameWidth || 0, height: s.frameHeight || 0};
+      }
+    });
+    if (out.frames >= 10) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  pc.close();
+  await fetch(session, {method: 'DELETE'});
+  return out;
+})().then(done, (e) => done({error: String(e)}));`
+
+// Chromium publishes an audio tone (offered first, answered rejected) and a canvas (H.264, which the
+// answer picks over the VP8 the browser lists first) over WHIP into a whip: camera; the camera streams
+// with the publisher's address in its status, a WHEP viewer in the same browser decodes the canvas at
+// its size, and the publisher's DELETE puts the camera back to waiting.
+func TestBrowserPublishesOverWHIP(t *testing.T) {
+	checkGoroutines(t)
+	_, base := startGateway(t, playbackConfig(`
+  - {id: studio, url: "whip:"}
+`))
+	api := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(api.CloseIdleConnections)
+	waitCamera(t, api, base, "studio", 5*time.Second, "waiting for a publisher", func(c cameraView) bool {
+		return c.Status.State == "waiting"
+	})
+	b := browsertest.Start(t, browsertest.Options{Width: 800, Height: 600})
+	if err := b.Navigate(base + "/healthz"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	var pub struct {
+		Location      string `json:"location"`
+		State         string `json:"state"`
+		Codec         string `json:"codec"`
+		AudioRejected bool   `json:"audioRejected"`
+		Error         string `json:"error"`
+	}
+	raw, err := b.ExecAsync(whipPublishScript, "studio", 640, 360)
+	if err == nil {
+		err = json.Unmarshal(raw, &pub)
+	}
+	if err != nil || pub.Error != "" || pub.State != "connected" || pub.Codec != "H264" || !pub.AudioRejected {
+		b.Fatalf("WHIP publisher: %v %s", err, raw)
+	}
+	waitCamera(t, api, base, "studio", 10*time.Second, "streaming from the page's address", func(c cameraView) bool {
+		return c.Status.State == "streaming" && strings.HasPrefix(c.Status.Publisher, "127.0.0.1:")
+	})
+	var view struct {
+		Frames int    `json:"frames"`
+		Width  int    `json:"width"`
+		Height int    `json:"height"`
+		Error  string `json:"error"`
+	}
+	raw, err = b.ExecAsync(whepWatchScript, "studio")
+	if err == nil {
+		err = json.Unmarshal(raw, &view)
+	}
+	if err != nil || view.Error != "" || view.Frames < 10 || view.Width != 640 || view.Height != 360 {
+		b.Fatalf("WHEP viewer of the published camera: %v %s", err, raw)
+	}
+	t.Logf("browser publisher %+v; viewer decoded %d frames of %dx%d", pub, view.Frames, view.Width, view.Height)
+
+	if _, err := b.ExecAsync(`const [loc, done] = arguments;
+fetch(loc, {method: 'DELETE'}).then((r) => { window.__whip.close(); done(r.status); }, (e) => done(String(e)));`, pub.Location); err != nil {
+		b.Fatalf("DELETE: %v", err)
+	}
+	waitCamera(t, api, base, "studio", 10*time.Second, "waiting again after the publisher left", func(c cameraView) bool {
+		return c.Status.State == "waiting"
+	})
 }

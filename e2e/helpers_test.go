@@ -81,6 +81,7 @@ type cameraView struct {
 		State     string  `json:"state"`
 		LastError string  `json:"last_error"`
 		FPS       float64 `json:"fps"`
+		Publisher string  `json:"publisher"`
 	} `json:"status"`
 }
 
