@@ -559,6 +559,16 @@ func TestBrowserPublishesOverWHIP(t *testing.T) {
 		return c.Status.State == "waiting"
 	})
 	b := browsertest.Start(t, browsertest.Options{Width: 800, Height: 600})
+	// The UI's tile says it waits for a publisher.
+	if err := b.Navigate(base + "/"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	if _, err := b.Poll(context.Background(), 5*time.Second, `
+const tile = document.querySelector('[data-camera="studio"]');
+return tile && tile.querySelector('.badge').dataset.kind === 'waiting' &&
+  tile.textContent.includes('waiting for a WHIP publisher');`); err != nil {
+		b.Fatalf("tile does not show a waiting whip: camera: %v", err)
+	}
 	if err := b.Navigate(base + "/healthz"); err != nil {
 		b.Fatalf("%v", err)
 	}

@@ -58,6 +58,7 @@ const KINDS = {
   starting: 'connecting',
   connecting: 'connecting',
   reconnecting: 'reconnecting',
+  waiting: 'waiting', // a whip: camera without a publisher
   stopped: 'offline',
   disabled: 'offline',
 };
@@ -123,7 +124,7 @@ function showVariant(tile) {
 function showPlayer(tile, player) {
   const { refs } = tile;
   const state = player ? player.state : 'idle';
-  let text = player ? state : ({ offline: 'offline', streaming: 'starting player' }[KINDS[tile.state]] || 'waiting for camera');
+  let text = player ? state : ({ offline: 'offline', streaming: 'starting player', waiting: 'waiting for a WHIP publisher' }[KINDS[tile.state]] || 'waiting for camera');
   if (player && state === 'retrying' && player.reason) text = `retrying: ${player.reason}`;
   setText(refs.player, text);
   refs.player.dataset.state = state;
