@@ -141,18 +141,7 @@ func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latenc
 		Window: fmt.Sprintf("%v (frames %d..%d)", end.Sub(start).Round(time.Millisecond), lo, hi),
 	}
 	bw, ww := base.window(lo, hi), whep.window(lo, hi)
-	for _, r := range []struct {
-		name string
-		m    map[uint64]time.Duration
-	}{{"rtsp direct (baseline)", bw}, {"sightline whep", ww}} {
-		d := make([]time.Duration, 0, len(r.m))
-		for _, v := range r.m {
-			d = append(d, v)
-		}
-		res.Readers = append(res.Readers, viewerResult{
-			Name: r.name, Expected: int(hi - lo), Frames: len(r.m), Lost: int(hi-lo) - len(r.m), Latency: summarize(d),
-		})
-	}
+	res.Readers, res.Added = compareReaders(lo, hi, "rtsp direct (baseline)", bw, "sightline whep", ww)
 	st := wc.Stats()
 	res.Readers[1].RTPPacketsLost, res.Readers[1].IncompleteFrames = st.Lost-st0.Lost, st.Incomplete-st0.Incomplete
 	if os.Getenv("BENCH_DEBUG") != "" {
@@ -164,13 +153,6 @@ func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latenc
 			}
 		}
 	}
-	var added []time.Duration
-	for i, w := range ww {
-		if b, ok := bw[i]; ok {
-			added = append(added, w-b)
-		}
-	}
-	res.Added = summarize(added)
 	res.GoalMet = res.Added.N > 0 && res.Added.Median <= 5 && res.Added.P99 <= 20
 	return res, nil
 }
@@ -181,17 +163,48 @@ func printLatency(w io.Writer, r *latencyResult, asJSON bool) {
 		return
 	}
 	fmt.Fprintf(w, "clip: %s\ntransport: %s, window: %s\n\n", r.Clip, r.Transport, r.Window)
-	t := table{head: []string{"reader", "published", "frames", "lost", "median ms", "p95 ms", "p99 ms", "max ms"}}
-	for _, v := range r.Readers {
-		t.add(v.Name, fmt.Sprint(v.Expected), fmt.Sprint(v.Frames), fmt.Sprint(v.Lost),
-			ms(v.Latency.Median), ms(v.Latency.P95), ms(v.Latency.P99), ms(v.Latency.Max))
-	}
-	t.add("added by sightline", "", fmt.Sprint(r.Added.N), "", ms(r.Added.Median), ms(r.Added.P95), ms(r.Added.P99), ms(r.Added.Max))
-	t.print(w)
+	printReaders(w, r.Readers, "added by sightline", r.Added)
 	fmt.Fprintf(w, "\ngoal: added <= 5 ms median, <= 20 ms p99: %s\n", verdict(r.GoalMet))
 	if len(r.Readers) > 1 {
 		fmt.Fprintf(w, "whep client during the window: %d RTP packets lost, %d incomplete access units\n",
 			r.Readers[1].RTPPacketsLost, r.Readers[1].IncompleteFrames)
 	}
 	fmt.Fprintln(w, "latency = arrival of the whole access unit - publisher wall-clock just before its RTP packets were written")
+}
+
+// compareReaders is the figures of a baseline reader and a reader through Sightline over the frames
+// [lo, hi) (their per-index latencies base and other), and what Sightline adds: other - base per frame
+// index both saw.
+func compareReaders(lo, hi uint64, baseName string, base map[uint64]time.Duration, otherName string, other map[uint64]time.Duration) ([]viewerResult, summary) {
+	var readers []viewerResult
+	for _, r := range []struct {
+		name string
+		m    map[uint64]time.Duration
+	}{{baseName, base}, {otherName, other}} {
+		d := make([]time.Duration, 0, len(r.m))
+		for _, v := range r.m {
+			d = append(d, v)
+		}
+		readers = append(readers, viewerResult{
+			Name: r.name, Expected: int(hi - lo), Frames: len(r.m), Lost: int(hi-lo) - len(r.m), Latency: summarize(d),
+		})
+	}
+	var added []time.Duration
+	for i, o := range other {
+		if b, ok := base[i]; ok {
+			added = append(added, o-b)
+		}
+	}
+	return readers, summarize(added)
+}
+
+// printReaders prints the readers' latency table and, last, the added row named addedName.
+func printReaders(w io.Writer, readers []viewerResult, addedName string, added summary) {
+	t := table{head: []string{"reader", "published", "frames", "lost", "median ms", "p95 ms", "p99 ms", "max ms"}}
+	for _, v := range readers {
+		t.add(v.Name, fmt.Sprint(v.Expected), fmt.Sprint(v.Frames), fmt.Sprint(v.Lost),
+			ms(v.Latency.Median), ms(v.Latency.P95), ms(v.Latency.P99), ms(v.Latency.Max))
+	}
+	t.add(addedName, "", fmt.Sprint(added.N), "", ms(added.Median), ms(added.P95), ms(added.P99), ms(added.Max))
+	t.print(w)
 }

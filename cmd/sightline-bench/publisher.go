@@ -18,9 +18,20 @@ type publisher struct {
 	URL string
 
 	srv *rtsptest.Server
+	stampLog
+}
 
+// stampLog is when each frame index of a stamped publisher was stamped, in index order.
+type stampLog struct {
 	mu     sync.Mutex
 	stamps []int64 // stamps[i] = unix nanos of frame i
+}
+
+// record logs the stamp of the next frame index.
+func (p *stampLog) record(t time.Time) {
+	p.mu.Lock()
+	p.stamps = append(p.stamps, t.UnixNano())
+	p.mu.Unlock()
 }
 
 // newPublisher loads clipPath and starts serving rtsp://127.0.0.1:PORT/cam1 at fps.
@@ -31,9 +42,7 @@ func newPublisher(clipPath string, fps float64) (*publisher, error) {
 		FPS:        fps,
 		UDP:        true,
 		BeforeWrite: func(index uint64, nalus [][]byte, now time.Time) [][]byte {
-			p.mu.Lock()
-			p.stamps = append(p.stamps, now.UnixNano())
-			p.mu.Unlock()
+			p.record(now)
 			return stamp.Insert(nalus, index, now)
 		},
 	})
@@ -45,13 +54,13 @@ func newPublisher(clipPath string, fps float64) (*publisher, error) {
 }
 
 // published returns how many frames were stamped in [from, to).
-func (p *publisher) published(from, to time.Time) int {
+func (p *stampLog) published(from, to time.Time) int {
 	lo, hi := p.indexRange(from, to)
 	return int(hi - lo)
 }
 
 // indexRange returns the indices of the frames stamped in [from, to): [lo, hi).
-func (p *publisher) indexRange(from, to time.Time) (lo, hi uint64) {
+func (p *stampLog) indexRange(from, to time.Time) (lo, hi uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l := sort.Search(len(p.stamps), func(i int) bool { return p.stamps[i] >= from.UnixNano() })
@@ -62,7 +71,7 @@ func (p *publisher) indexRange(from, to time.Time) (lo, hi uint64) {
 func (p *publisher) close() { p.srv.Close() }
 
 // publishedAt returns the publish wall-clock of frame index i.
-func (p *publisher) publishedAt(i uint64) (time.Time, bool) {
+func (p *stampLog) publishedAt(i uint64) (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if i >= uint64(len(p.stamps)) {
@@ -73,7 +82,7 @@ func (p *publisher) publishedAt(i uint64) (time.Time, bool) {
 
 // latestWithPos returns the last frame index i published at or before t with i % loop == pos: the frame a
 // visual stamp pos (position in a loop of loop frames) seen at t stands for.
-func (p *publisher) latestWithPos(pos int64, loop int, t time.Time) (uint64, time.Time, bool) {
+func (p *stampLog) latestWithPos(pos int64, loop int, t time.Time) (uint64, time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if pos < 0 || loop <= 0 {
