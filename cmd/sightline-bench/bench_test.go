@@ -31,6 +31,26 @@ func TestLatencySmoke(t *testing.T) {
 	t.Logf("added latency median %.2f ms, p99 %.2f ms over %d frames", r.Added.Median, r.Added.P99, r.Added.N)
 }
 
+// TestWhipSmoke runs `whip` for 3 s end to end (stamped WHIP publisher → Sightline's whip: camera →
+// WHEP, plus a second publisher into the direct pion receiver): frames arrive on both and their stamps map
+// back to published frames. No timing assertion.
+func TestWhipSmoke(t *testing.T) {
+	var r whipResult
+	runJSON(t, &r, "whip", "-duration", "3s", "-clip", testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264"))
+	if len(r.Readers) != 2 {
+		t.Fatalf("readers: %+v", r.Readers)
+	}
+	for _, v := range r.Readers {
+		if v.Expected == 0 || v.Frames < 25 { // 3 s at 25 fps is 75; allow a bad start, demand real flow
+			t.Errorf("%s received %d stamped frames of %d", v.Name, v.Frames, v.Expected)
+		}
+	}
+	if r.Added.N == 0 {
+		t.Error("no frame seen by both readers")
+	}
+	t.Logf("added by the relay: median %.2f ms, p99 %.2f ms over %d frames", r.Added.Median, r.Added.P99, r.Added.N)
+}
+
 func TestParseViewers(t *testing.T) {
 	if v, err := parseViewers("100, 250,500"); err != nil || len(v) != 3 || v[2] != 500 {
 		t.Errorf("parseViewers = %v, %v", v, err)

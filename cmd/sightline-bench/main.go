@@ -23,6 +23,7 @@ commands:
   annotated latency of the annotated track vs the raw track in the same run (visual stamp, decoded)
   firstframe time from the WHEP POST to the first decoded frame, annotated and raw
   alerts    rule event latency: frame capture to a /ws/alerts subscriber
+  whip      per-frame latency, WHIP publisher -> Sightline -> WHEP vs a direct WebRTC hop, and the difference
 
 run "sightline-bench <command> -h" for flags
 `
@@ -85,6 +86,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			r, err := runAlerts(ctx, c, stderr)
 			if err == nil {
 				printAlerts(stdout, r, c.json)
+			}
+			return err
+		})
+	case "whip":
+		err = runMode(args[1:], stdout, stderr, whipFlags, func(c whipConfig) error {
+			r, err := runWhip(ctx, c)
+			if err == nil {
+				printWhip(stdout, r, c.json)
 			}
 			return err
 		})
