@@ -88,9 +88,10 @@ compose-check: ## validate docker-compose.yaml (no Docker engine needed)
 	docker-compose -f docker-compose.yaml config -q
 	@echo "docker-compose.yaml: valid"
 
-bench: media ## latency, fan-out and browser glass-to-glass benchmarks, then the Go micro-benchmarks (minutes)
+bench: media ## latency, WHIP, fan-out and browser glass-to-glass benchmarks, then the Go micro-benchmarks (minutes)
 	go build -trimpath -o bin/sightline-bench ./cmd/sightline-bench
 	bin/sightline-bench latency -duration 20s
+	bin/sightline-bench whip -duration 20s
 	bin/sightline-bench fanout -viewers 100,250,375 -duration 15s -clients-process
 	go test -run XXX -bench . -benchtime 1x ./e2e/
 	go test -run XXX -bench . $$(go list ./... | grep -v /e2e)
