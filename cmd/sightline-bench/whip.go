@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/pion/ice/v4"
 	pwebrtc "github.com/pion/webrtc/v4"
 
+	"sightline/internal/rtcloop"
 	"sightline/internal/rtsptest"
 	"sightline/internal/stamp"
 	"sightline/internal/whepclient"
@@ -198,21 +198,13 @@ func startDirectReceiver(onFrame func(index uint64, stamped, arrived time.Time))
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		return nil, fmt.Errorf("baseline codecs: %w", err)
 	}
-	se := pwebrtc.SettingEngine{} // loopback only, as Sightline's loopbackOnly
-	se.SetNetworkTypes([]pwebrtc.NetworkType{pwebrtc.NetworkTypeUDP4})
-	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	// One UDP socket on 127.0.0.1 for ICE, as Sightline and whipclient have: with pion's default
-	// per-candidate sockets every keyframe reached this receiver ~95 ms late.
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	se := pwebrtc.SettingEngine{}
+	// Loopback only, on one UDP socket on 127.0.0.1 as Sightline and whipclient have: with pion's default
+	// per-candidate sockets every keyframe reached this receiver ~95 ms late. Read buffer as Sightline's.
+	mux, err := rtcloop.Socket(&se, 8<<20, 0)
 	if err != nil {
-		return nil, fmt.Errorf("baseline: listen on loopback: %w", err)
+		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	_ = conn.SetReadBuffer(8 << 20) // as Sightline's shared ICE socket
-	mux := pwebrtc.NewICEUDPMux(nil, conn)
-	se.SetICEUDPMux(mux)
 	d := &directReceiver{api: pwebrtc.NewAPI(pwebrtc.WithMediaEngine(m), pwebrtc.WithSettingEngine(se)), mux: mux}
 	d.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := d.answer(w, r, onFrame); err != nil {

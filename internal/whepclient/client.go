@@ -4,13 +4,11 @@
 package whepclient
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,6 +20,8 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
+
+	"sightline/internal/rtcloop"
 )
 
 // Frame is one H.264 access unit as received.
@@ -77,7 +77,6 @@ type Client struct {
 	opts     Options
 	log      *slog.Logger
 	pc       *webrtc.PeerConnection
-	conn     net.PacketConn // loopback socket (LoopbackOnly) or nil
 	mux      ice.UDPMux
 	http     *http.Client
 	location string
@@ -102,7 +101,7 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("whep: parse url: %w", err)
 	}
-	if opts.LoopbackOnly && !isLoopbackHost(u.Hostname()) {
+	if opts.LoopbackOnly && !rtcloop.IsLoopbackHost(u.Hostname()) {
 		return nil, fmt.Errorf("whep: LoopbackOnly refuses non-loopback host %q", u.Hostname())
 	}
 	c := &Client{
@@ -134,14 +133,6 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
-}
-
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 func (c *Client) newPeerConnection() error {
@@ -185,21 +176,13 @@ func (c *Client) newPeerConnection() error {
 
 	se := webrtc.SettingEngine{}
 	if c.opts.LoopbackOnly {
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-		se.SetIncludeLoopbackCandidate(true)
-		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			return fmt.Errorf("whep: listen on loopback: %w", err)
-		}
 		// Keyframes arrive as bursts of ~100 packets; the default receive buffer (208 KiB of skb truesize)
 		// overflows on loopback. The kernel caps this at net.core.rmem_max.
-		_ = conn.SetReadBuffer(4 << 20)
-		c.conn = loopbackConn{conn}
-		c.mux = webrtc.NewICEUDPMux(nil, c.conn)
-		se.SetICEUDPMux(c.mux)
+		mux, err := rtcloop.Socket(&se, 4<<20, 0)
+		if err != nil {
+			return fmt.Errorf("whep: %w", err)
+		}
+		c.mux = mux
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
@@ -229,91 +212,14 @@ func (c *Client) newPeerConnection() error {
 	return nil
 }
 
-// loopbackConn refuses to write to anything but a loopback address.
-type loopbackConn struct{ *net.UDPConn }
-
-var errNotLoopback = errors.New("whep: refusing to send to a non-loopback address")
-
-func (l loopbackConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if ua, ok := addr.(*net.UDPAddr); !ok || !ua.IP.IsLoopback() {
-		return 0, errNotLoopback
-	}
-	return l.UDPConn.WriteTo(p, addr)
-}
-
 func (c *Client) negotiate(ctx context.Context, u *url.URL) error {
-	offer, err := c.pc.CreateOffer(nil)
+	x := rtcloop.Exchange{HTTP: c.http, Token: c.opts.Token, LoopbackOnly: c.opts.LoopbackOnly}
+	loc, _, err := x.Negotiate(ctx, c.pc, u)
 	if err != nil {
-		return fmt.Errorf("whep: create offer: %w", err)
+		return fmt.Errorf("whep: %w", err)
 	}
-	gathered := webrtc.GatheringCompletePromise(c.pc)
-	if err := c.pc.SetLocalDescription(offer); err != nil {
-		return fmt.Errorf("whep: set local description: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return fmt.Errorf("whep: gather candidates: %w", ctx.Err())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(c.pc.LocalDescription().SDP))
-	if err != nil {
-		return fmt.Errorf("whep: build offer request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	c.authorize(req)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("whep: post offer to %s: %w", redact(u), err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("whep: read answer from %s: %w", redact(u), err)
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("whep: post offer to %s: status %d: %s", redact(u), resp.StatusCode, bytes.TrimSpace(body))
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		lu, err := u.Parse(loc)
-		if err != nil {
-			return fmt.Errorf("whep: parse Location %q: %w", loc, err)
-		}
-		if c.opts.LoopbackOnly && !isLoopbackHost(lu.Hostname()) {
-			return fmt.Errorf("whep: LoopbackOnly refuses non-loopback Location host %q", lu.Hostname())
-		}
-		c.location = lu.String()
-	}
-	answer := string(body)
-	if c.opts.LoopbackOnly {
-		answer = keepLoopbackCandidates(answer)
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		return fmt.Errorf("whep: set remote description: %w", err)
-	}
+	c.location = loc
 	return nil
-}
-
-// keepLoopbackCandidates drops a=candidate lines whose address is not a loopback IP.
-func keepLoopbackCandidates(sdp string) string {
-	lines := strings.SplitAfter(sdp, "\n")
-	out := lines[:0]
-	for _, l := range lines {
-		if strings.HasPrefix(l, "a=candidate:") {
-			f := strings.Fields(l)
-			if len(f) < 6 {
-				continue
-			}
-			if ip := net.ParseIP(f[4]); ip == nil || !ip.IsLoopback() {
-				continue
-			}
-		}
-		out = append(out, l)
-	}
-	return strings.Join(out, "")
-}
-
-func redact(u *url.URL) string {
-	return u.Redacted()
 }
 
 func (c *Client) authorize(req *http.Request) {
@@ -460,9 +366,6 @@ func (c *Client) closeTransport() error {
 	}
 	if c.mux != nil {
 		_ = c.mux.Close()
-	}
-	if c.conn != nil {
-		_ = c.conn.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -296,11 +296,3 @@ func TestDialErrors(t *testing.T) {
 	refusing.Close()
 	waitGoroutines(t, base)
 }
-
-func TestKeepLoopbackCandidates(t *testing.T) {
-	in := "v=0\r\na=candidate:1 1 udp 2130706431 192.168.1.5 5000 typ host\r\na=candidate:2 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=candidate:bad\r\na=end-of-candidates\r\n"
-	want := "v=0\r\na=candidate:2 1 udp 2130706431 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n"
-	if got := keepLoopbackCandidates(in); got != want {
-		t.Errorf("got %q", got)
-	}
-}

@@ -5,16 +5,13 @@
 package whipclient
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +22,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v4"
+
+	"sightline/internal/rtcloop"
 )
 
 // Options configure a Client.
@@ -42,12 +41,7 @@ type Options struct {
 }
 
 // StatusError is a refused offer: the HTTP status and body.
-type StatusError struct {
-	Code int
-	Body string
-}
-
-func (e *StatusError) Error() string { return fmt.Sprintf("whip: status %d: %s", e.Code, e.Body) }
+type StatusError = rtcloop.StatusError
 
 // mtu is the RTP payload size the client packetizes to.
 const mtu = 1200
@@ -58,7 +52,6 @@ type Client struct {
 	log      *slog.Logger
 	pc       *webrtc.PeerConnection
 	track    *webrtc.TrackLocalStaticRTP
-	conn     net.PacketConn
 	mux      ice.UDPMux
 	http     *http.Client
 	location string
@@ -86,7 +79,7 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("whip: parse url: %w", err)
 	}
-	if opts.LoopbackOnly && !isLoopbackHost(u.Hostname()) {
+	if opts.LoopbackOnly && !rtcloop.IsLoopbackHost(u.Hostname()) {
 		return nil, fmt.Errorf("whip: LoopbackOnly refuses non-loopback host %q", u.Hostname())
 	}
 	c := &Client{opts: opts, log: opts.Logger, http: opts.HTTPClient, connected: make(chan struct{}),
@@ -108,14 +101,6 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Client, error) {
 	return c, nil
 }
 
-func isLoopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
-
 func (c *Client) newPeerConnection() error {
 	m := &webrtc.MediaEngine{}
 	fb := []webrtc.RTCPFeedback{{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"}}
@@ -135,19 +120,11 @@ func (c *Client) newPeerConnection() error {
 	}
 	se := webrtc.SettingEngine{}
 	if c.opts.LoopbackOnly {
-		se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-		se.SetIncludeLoopbackCandidate(true)
-		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-		conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		mux, err := rtcloop.Socket(&se, 0, 4<<20)
 		if err != nil {
-			return fmt.Errorf("whip: listen on loopback: %w", err)
+			return fmt.Errorf("whip: %w", err)
 		}
-		_ = conn.SetWriteBuffer(4 << 20)
-		c.conn = loopbackConn{conn}
-		c.mux = webrtc.NewICEUDPMux(nil, c.conn)
-		se.SetICEUDPMux(c.mux)
+		c.mux = mux
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(reg), webrtc.WithSettingEngine(se))
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
@@ -196,88 +173,15 @@ func (c *Client) readRTCP(sender *webrtc.RTPSender) {
 	}
 }
 
-// loopbackConn refuses to write to anything but a loopback address.
-type loopbackConn struct{ *net.UDPConn }
-
-var errNotLoopback = errors.New("whip: refusing to send to a non-loopback address")
-
-func (l loopbackConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if ua, ok := addr.(*net.UDPAddr); !ok || !ua.IP.IsLoopback() {
-		return 0, errNotLoopback
-	}
-	return l.UDPConn.WriteTo(p, addr)
-}
-
 func (c *Client) negotiate(ctx context.Context, u *url.URL) error {
-	offer, err := c.pc.CreateOffer(nil)
+	x := rtcloop.Exchange{HTTP: c.http, Token: c.opts.Token, LoopbackOnly: c.opts.LoopbackOnly}
+	loc, answer, err := x.Negotiate(ctx, c.pc, u)
 	if err != nil {
-		return fmt.Errorf("whip: create offer: %w", err)
+		return fmt.Errorf("whip: %w", err)
 	}
-	gathered := webrtc.GatheringCompletePromise(c.pc)
-	if err := c.pc.SetLocalDescription(offer); err != nil {
-		return fmt.Errorf("whip: set local description: %w", err)
-	}
-	select {
-	case <-gathered:
-	case <-ctx.Done():
-		return fmt.Errorf("whip: gather candidates: %w", ctx.Err())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(c.pc.LocalDescription().SDP))
-	if err != nil {
-		return fmt.Errorf("whip: build offer request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/sdp")
-	c.authorize(req)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("whip: post offer to %s: %w", u.Redacted(), err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("whip: read answer from %s: %w", u.Redacted(), err)
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return &StatusError{Code: resp.StatusCode, Body: string(bytes.TrimSpace(body))}
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		lu, err := u.Parse(loc)
-		if err != nil {
-			return fmt.Errorf("whip: parse Location %q: %w", loc, err)
-		}
-		if c.opts.LoopbackOnly && !isLoopbackHost(lu.Hostname()) {
-			return fmt.Errorf("whip: LoopbackOnly refuses non-loopback Location host %q", lu.Hostname())
-		}
-		c.location = lu.String()
-	}
-	c.answer = string(body)
-	answer := c.answer
-	if c.opts.LoopbackOnly {
-		answer = keepLoopbackCandidates(answer)
-	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		return fmt.Errorf("whip: set remote description: %w", err)
-	}
+	c.location = loc
+	c.answer = answer
 	return nil
-}
-
-// keepLoopbackCandidates drops a=candidate lines whose address is not a loopback IP.
-func keepLoopbackCandidates(sdp string) string {
-	lines := strings.SplitAfter(sdp, "\n")
-	out := lines[:0]
-	for _, l := range lines {
-		if strings.HasPrefix(l, "a=candidate:") {
-			f := strings.Fields(l)
-			if len(f) < 6 {
-				continue
-			}
-			if ip := net.ParseIP(f[4]); ip == nil || !ip.IsLoopback() {
-				continue
-			}
-		}
-		out = append(out, l)
-	}
-	return strings.Join(out, "")
 }
 
 func (c *Client) authorize(req *http.Request) {
@@ -368,9 +272,6 @@ func (c *Client) closeTransport() error {
 	}
 	if c.mux != nil {
 		_ = c.mux.Close()
-	}
-	if c.conn != nil {
-		_ = c.conn.Close()
 	}
 	return errors.Join(errs...)
 }
