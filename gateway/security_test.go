@@ -325,12 +325,22 @@ func TestJWTPublicKeyFileConfig(t *testing.T) {
 
 func apiDo(t *testing.T, g *Gateway, method, path, token, ctype, body string) (int, map[string]any, http.Header) {
 	t.Helper()
+	var h map[string]string
+	if token != "" {
+		h = map[string]string{"Authorization": "Bearer " + token}
+	}
+	return apiDoHeaders(t, g, method, path, ctype, body, h)
+}
+
+// apiDoHeaders is apiDo with request headers of the caller's choosing.
+func apiDoHeaders(t *testing.T, g *Gateway, method, path, ctype, body string, headers map[string]string) (int, map[string]any, http.Header) {
+	t.Helper()
 	req, _ := http.NewRequest(method, "http://"+g.HTTPAddr()+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -260,6 +261,23 @@ func TestWHIPErrors(t *testing.T) {
 	}
 	if st := cameraStatus(t, g, "pub").Status; st.State != media.StateConnecting || st.Publisher == "" {
 		t.Fatalf("while a publisher connects: %+v", st)
+	}
+	// Trickle: the publisher's candidates PATCHed to its session (RFC 9725 §4.3.1).
+	ufrag := regexp.MustCompile(`a=ice-ufrag:(\S+)`).FindStringSubmatch(offer)[1]
+	frag := "a=ice-ufrag:" + ufrag + "\r\na=ice-pwd:whatever\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:1\r\n" +
+		"a=candidate:1 1 udp 2130706431 127.0.0.1 40000 typ host\r\n"
+	patch := func(etag, body string) (int, map[string]any) {
+		code, m, _ := apiDoHeaders(t, g, "PATCH", h.Get("Location"), "application/trickle-ice-sdpfrag", body, map[string]string{"If-Match": etag})
+		return code, m
+	}
+	if code, m := patch(h.Get("ETag"), frag); code != 204 {
+		t.Fatalf("trickle PATCH: %d %v", code, m)
+	}
+	if code, m := patch(`"stale"`, frag); code != 412 || m["code"] != "etag_mismatch" {
+		t.Fatalf("PATCH with a stale ETag: %d %v", code, m)
+	}
+	if code, m := patch(h.Get("ETag"), strings.Replace(frag, ufrag, "restart", 1)); code != 501 || m["code"] != "ice_restart_unsupported" {
+		t.Fatalf("ICE restart PATCH: %d %v", code, m)
 	}
 	if code, _, _ := apiDo(t, g, "DELETE", h.Get("Location"), "", "", ""); code != 204 {
 		t.Fatalf("DELETE: %d", code)

@@ -30,9 +30,8 @@ func errf(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// parseOffer parses and checks an SDP offer: it must parse, carry at least one video m-line that can
-// receive, and offer codec (H.264 with packetization-mode=1, or H.265) on it.
-func parseOffer(body string, codec media.Codec) (*offerInfo, *apiError) {
+// parseSDPOffer parses an offer (WHEP or WHIP) that must have at least one media section.
+func parseSDPOffer(body string) (*sdp.SessionDescription, *apiError) {
 	if strings.TrimSpace(body) == "" {
 		return nil, errf(400, "malformed_sdp", "empty SDP offer")
 	}
@@ -43,18 +42,29 @@ func parseOffer(body string, codec media.Codec) (*offerInfo, *apiError) {
 	if len(sd.MediaDescriptions) == 0 {
 		return nil, errf(400, "malformed_sdp", "SDP offer has no media sections")
 	}
-	info := &offerInfo{parsed: &sd}
-	if u, ok := sd.Attribute("ice-ufrag"); ok {
-		info.ufrag = u
+	return &sd, nil
+}
+
+// iceUfrag is the offer's ICE ufrag: its first m-line's, else the session-level one.
+func iceUfrag(sd *sdp.SessionDescription) string {
+	if u, ok := sd.MediaDescriptions[0].Attribute("ice-ufrag"); ok {
+		return u
 	}
+	u, _ := sd.Attribute("ice-ufrag")
+	return u
+}
+
+// parseOffer parses and checks an SDP offer: it must parse, carry at least one video m-line that can
+// receive, and offer codec (H.264 with packetization-mode=1, or H.265) on it.
+func parseOffer(body string, codec media.Codec) (*offerInfo, *apiError) {
+	sd, e := parseSDPOffer(body)
+	if e != nil {
+		return nil, e
+	}
+	info := &offerInfo{parsed: sd, ufrag: iceUfrag(sd)}
 	videoSeen, receivable, codecOK := false, false, false
 	var offered []string
-	for i, md := range sd.MediaDescriptions {
-		if i == 0 {
-			if u, ok := md.Attribute("ice-ufrag"); ok {
-				info.ufrag = u
-			}
-		}
+	for _, md := range sd.MediaDescriptions {
 		if md.MediaName.Media != "video" || md.MediaName.Port.Value == 0 {
 			continue
 		}

@@ -176,12 +176,19 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusNotFound, "unknown_session", "no session %q for camera %q", r.PathValue("id"), r.PathValue("camera")))
 		return
 	}
+	trickle(w, r, sess.etag, sess.remoteUfrag, func(c pwebrtc.ICECandidateInit) error { return s.addRemoteCandidate(sess, c) })
+}
+
+// trickle answers a PATCH of the session whose ETag is etag and whose remote ICE ufrag is remoteUfrag
+// (a viewer's or a publisher's): it checks the request, parses the trickle-ice-sdpfrag body and hands
+// each candidate to add; 204 with the ETag when all were added.
+func trickle(w http.ResponseWriter, r *http.Request, etag, remoteUfrag string, add func(pwebrtc.ICECandidateInit) error) {
 	if e := checkContentType(r, contentTypeTrickle); e != nil {
 		writeError(w, e)
 		return
 	}
-	if !etagMatches(r.Header.Get("If-Match"), sess.etag) {
-		writeError(w, errf(http.StatusPreconditionFailed, "etag_mismatch", "If-Match %q does not match the session's ETag %s", r.Header.Get("If-Match"), sess.etag))
+	if !etagMatches(r.Header.Get("If-Match"), etag) {
+		writeError(w, errf(http.StatusPreconditionFailed, "etag_mismatch", "If-Match %q does not match the session's ETag %s", r.Header.Get("If-Match"), etag))
 		return
 	}
 	body, e := readBody(w, r)
@@ -194,7 +201,7 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusBadRequest, "malformed_sdpfrag", "parse trickle-ice-sdpfrag: %v", err))
 		return
 	}
-	if frag.Ufrag != "" && sess.remoteUfrag != "" && frag.Ufrag != sess.remoteUfrag {
+	if frag.Ufrag != "" && remoteUfrag != "" && frag.Ufrag != remoteUfrag {
 		writeError(w, errf(http.StatusNotImplemented, "ice_restart_unsupported", "ICE restart is not supported: start a new session"))
 		return
 	}
@@ -204,12 +211,12 @@ func (s *Server) handlePatch(w http.ResponseWriter, r *http.Request) {
 		if mid != "" {
 			init.SDPMid = &mid
 		}
-		if err := s.addRemoteCandidate(sess, init); err != nil {
+		if err := add(init); err != nil {
 			writeError(w, errf(http.StatusBadRequest, "malformed_candidate", "add candidate: %v", err))
 			return
 		}
 	}
-	w.Header().Set("ETag", sess.etag)
+	w.Header().Set("ETag", etag)
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -340,23 +340,11 @@ type whipOffer struct {
 // parseWHIPOffer checks a publisher's offer: it must parse and send video (sendonly or sendrecv) with
 // H.264 in packetization mode 0 or 1 on its first active video m-line.
 func parseWHIPOffer(body string) (*whipOffer, *apiError) {
-	if strings.TrimSpace(body) == "" {
-		return nil, errf(400, "malformed_sdp", "empty SDP offer")
+	sd, e := parseSDPOffer(body)
+	if e != nil {
+		return nil, e
 	}
-	var sd sdp.SessionDescription
-	if err := sd.UnmarshalString(body); err != nil {
-		return nil, errf(400, "malformed_sdp", "parse SDP offer: %v", err)
-	}
-	if len(sd.MediaDescriptions) == 0 {
-		return nil, errf(400, "malformed_sdp", "SDP offer has no media sections")
-	}
-	o := &whipOffer{parsed: &sd}
-	if u, ok := sd.Attribute("ice-ufrag"); ok {
-		o.ufrag = u
-	}
-	if u, ok := sd.MediaDescriptions[0].Attribute("ice-ufrag"); ok {
-		o.ufrag = u
-	}
+	o := &whipOffer{parsed: sd, ufrag: iceUfrag(sd)}
 	var video *sdp.MediaDescription
 	for _, md := range sd.MediaDescriptions {
 		if md.MediaName.Media == "video" && md.MediaName.Port.Value != 0 {
@@ -627,44 +615,12 @@ func (s *Server) handleWHIPPatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errf(http.StatusNotFound, "unknown_session", "no publisher session %q for camera %q", r.PathValue("id"), r.PathValue("camera")))
 		return
 	}
-	if e := checkContentType(r, contentTypeTrickle); e != nil {
-		writeError(w, e)
-		return
-	}
-	if !etagMatches(r.Header.Get("If-Match"), p.etag) {
-		writeError(w, errf(http.StatusPreconditionFailed, "etag_mismatch", "If-Match %q does not match the session's ETag %s", r.Header.Get("If-Match"), p.etag))
-		return
-	}
-	body, e := readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	frag, err := parseTrickleFrag(string(body))
-	if err != nil {
-		writeError(w, errf(http.StatusBadRequest, "malformed_sdpfrag", "parse trickle-ice-sdpfrag: %v", err))
-		return
-	}
-	if frag.Ufrag != "" && p.remoteUfrag != "" && frag.Ufrag != p.remoteUfrag {
-		writeError(w, errf(http.StatusNotImplemented, "ice_restart_unsupported", "ICE restart is not supported: start a new session"))
-		return
-	}
-	for _, c := range frag.Candidates {
+	trickle(w, r, p.etag, p.remoteUfrag, func(c pwebrtc.ICECandidateInit) error {
 		if s.cfg.LoopbackOnly && !candidateIsLoopback(c.Candidate) {
-			continue
+			return nil // as the offer's: loopback-only mode ignores other addresses
 		}
-		mid, idx := c.Mid, c.MLineIndex
-		init := pwebrtc.ICECandidateInit{Candidate: c.Candidate, SDPMLineIndex: &idx}
-		if mid != "" {
-			init.SDPMid = &mid
-		}
-		if err := p.pc.AddICECandidate(init); err != nil {
-			writeError(w, errf(http.StatusBadRequest, "malformed_candidate", "add candidate: %v", err))
-			return
-		}
-	}
-	w.Header().Set("ETag", p.etag)
-	w.WriteHeader(http.StatusNoContent)
+		return p.pc.AddICECandidate(c)
+	})
 }
 
 func (s *Server) handleWHIPDelete(w http.ResponseWriter, r *http.Request) {
