@@ -213,7 +213,7 @@ return {post: t.post, answer: t.answer, firstDecoded: t.firstDecoded, variant: t
 // joinScript (async) is a second, bare WHEP viewer of camera arguments[0]'s annotated track in the
 // page (Bearer arguments[1]): it resolves to {answer, first}, ms from just before its POST to the answer and to its first
 // decoded frame (getStats every 20 ms), then leaves (DELETE).
-const joinScript = `
+const joinScript = negotiateJS + `
 const [id, token, done] = arguments;
 const auth = {Authorization: 'Bearer ' + token};
 (async () => {
@@ -225,18 +225,7 @@ const auth = {Authorization: 'Bearer ' + token};
   video.style.cssText = 'position: fixed; right: 0; bottom: 0; width: 160px; height: 90px;';
   document.body.append(video); // rendered like the page's own player
   pc.ontrack = (ev) => { video.srcObject = new MediaStream([ev.track]); video.play().catch(() => {}); };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => {
-    if (pc.iceGatheringState === 'complete') return r();
-    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
-    setTimeout(r, 1000);
-  });
-  const post = performance.now();
-  const res = await fetch('/whep/' + encodeURIComponent(id) + '/annotated',
-    {method: 'POST', headers: {...auth, 'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
-  if (res.status !== 201) throw new Error('WHEP ' + res.status + ': ' + await res.text());
-  const session = new URL(res.headers.get('Location'), location.href).href;
-  await pc.setRemoteDescription({type: 'answer', sdp: await res.text()});
+  const {location: session, posted: post} = await negotiate(pc, '/whep/' + encodeURIComponent(id) + '/annotated', auth);
   const answer = performance.now() - post;
   let first = -1;
   while (performance.now() - post < 10000) {

@@ -389,24 +389,13 @@ document.querySelector('[data-camera="street"] .variant').click();`); err != nil
 // m-line before the video one, POSTs to /whep/arguments[0], and resolves to {frames, remoteType,
 // audioRejected} once a frame is decoded (or after 10 s): remoteType is the candidate type of the
 // server's side of the selected ICE pair.
-const audioFirstScript = `
+const audioFirstScript = negotiateJS + `
 const [id, done] = arguments;
 (async () => {
   const pc = new RTCPeerConnection();
   pc.addTransceiver('audio', {direction: 'recvonly'});
   pc.addTransceiver('video', {direction: 'recvonly'});
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => {
-    if (pc.iceGatheringState === 'complete') return r();
-    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
-    setTimeout(r, 1000);
-  });
-  const res = await fetch('/whep/' + encodeURIComponent(id),
-    {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
-  if (res.status !== 201) throw new Error('WHEP ' + res.status + ': ' + await res.text());
-  const session = new URL(res.headers.get('Location'), location.href).href;
-  const answer = await res.text();
-  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  const {location: session, answer} = await negotiate(pc, '/whep/' + encodeURIComponent(id));
   const start = performance.now();
   let frames = 0, remoteType = '';
   while (performance.now() - start < 10000) {
@@ -465,7 +454,7 @@ func TestBrowserAudioFirstWHEPPlayer(t *testing.T) {
 // (arguments[1] x arguments[2]) as video and a WebAudio tone as audio, the audio m-line first, to
 // /whip/arguments[0]. It resolves to {location, audioRejected, codec} once the publisher's ICE connects,
 // and keeps publishing (window.__whip holds the PeerConnection).
-const whipPublishScript = `
+const whipPublishScript = negotiateJS + `
 const [id, w, h, done] = arguments;
 (async () => {
   const canvas = document.createElement('canvas');
@@ -489,18 +478,7 @@ const [id, w, h, done] = arguments;
   window.__whip = pc;
   pc.addTransceiver(sink.stream.getAudioTracks()[0], {direction: 'sendonly'});
   pc.addTransceiver(canvas.captureStream(25).getVideoTracks()[0], {direction: 'sendonly'});
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => {
-    if (pc.iceGatheringState === 'complete') return r();
-    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
-    setTimeout(r, 1000);
-  });
-  const res = await fetch('/whip/' + encodeURIComponent(id),
-    {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
-  if (res.status !== 201) throw new Error('WHIP ' + res.status + ': ' + await res.text());
-  const location = new URL(res.headers.get('Location'), window.location.href).href;
-  const answer = await res.text();
-  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  const {location, answer} = await negotiate(pc, '/whip/' + encodeURIComponent(id));
   const start = performance.now();
   while (pc.connectionState !== 'connected' && performance.now() - start < 10000) {
     await new Promise((r) => setTimeout(r, 20));
@@ -511,22 +489,12 @@ const [id, w, h, done] = arguments;
 
 // whepWatchScript (async) is a bare WHEP viewer of camera arguments[0] in the page: it resolves to
 // {frames, width, height} once it decoded a few frames (or after 10 s), then leaves.
-const whepWatchScript = `
+const whepWatchScript = negotiateJS + `
 const [id, done] = arguments;
 (async () => {
   const pc = new RTCPeerConnection();
   pc.addTransceiver('video', {direction: 'recvonly'});
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => {
-    if (pc.iceGatheringState === 'complete') return r();
-    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
-    setTimeout(r, 1000);
-  });
-  const res = await fetch('/whep/' + encodeURIComponent(id),
-    {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
-  if (res.status !== 201) throw new Error('WHEP ' + res.status + ': ' + await res.text());
-  const session = new URL(res.headers.get('Location'), location.href).href;
-  await pc.setRemoteDescription({type: 'answer', sdp: await res.text()});
+  const {location: session} = await negotiate(pc, '/whep/' + encodeURIComponent(id));
   const start = performance.now();
   let out = {frames: 0, width: 0, height: 0};
   while (performance.now() - start < 10000) {

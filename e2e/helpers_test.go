@@ -264,3 +264,25 @@ webrtc:
 cameras:
 ` + fmt.Sprintf(cameras, args...)
 }
+
+// negotiateJS defines negotiate(pc, path, headers) for the page scripts of these tests: it sets pc's
+// offer, waits for ICE gathering (at most 1 s), POSTs the offer to path (WHEP or WHIP) and applies the 201
+// answer; it resolves to {location (absolute), answer, posted (performance.now() just before the POST)}.
+const negotiateJS = `
+async function negotiate(pc, path, headers) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => {
+    if (pc.iceGatheringState === 'complete') return r();
+    pc.onicegatheringstatechange = () => { if (pc.iceGatheringState === 'complete') r(); };
+    setTimeout(r, 1000);
+  });
+  const posted = performance.now();
+  const res = await fetch(path, {method: 'POST', headers: {...(headers || {}), 'Content-Type': 'application/sdp'},
+    body: pc.localDescription.sdp});
+  if (res.status !== 201) throw new Error(path + ': ' + res.status + ': ' + await res.text());
+  const location = new URL(res.headers.get('Location'), window.location.href).href;
+  const answer = await res.text();
+  await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  return {location, answer, posted};
+}
+`
