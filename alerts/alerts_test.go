@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"context"
 	"encoding/json"
 	"net"
 	"strings"
@@ -110,4 +111,26 @@ func silentListener(t *testing.T) net.Listener {
 	}()
 	t.Cleanup(func() { silent.Close(); held.Wait() })
 	return silent
+}
+
+// runSink runs a sink's delivery loop (what its Subscribe returns) and returns a stop function that
+// cancels it and waits for it to end.
+func runSink(t *testing.T, name string, deliver func(context.Context)) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); deliver(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("%s sink did not stop", name)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,23 +40,7 @@ func startCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 // runKafka starts k on hub and returns a stop function that waits for it.
 func runKafka(t *testing.T, k *Kafka, hub *Hub) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	deliver := k.Subscribe(hub)
-	done := make(chan struct{})
-	go func() { defer close(done); deliver(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				t.Fatal("kafka sink did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runSink(t, "kafka", k.Subscribe(hub))
 }
 
 // consume reads n records of topic from the start with a plain franz-go consumer.

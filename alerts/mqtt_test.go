@@ -23,23 +23,7 @@ import (
 // runMQTT starts m on hub and returns a stop function that waits for it.
 func runMQTT(t *testing.T, m *MQTT, hub *Hub) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	deliver := m.Subscribe(hub)
-	done := make(chan struct{})
-	go func() { defer close(done); deliver(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				t.Fatal("mqtt sink did not stop")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return runSink(t, "mqtt", m.Subscribe(hub))
 }
 
 func event(h *Hub, cam, label string, n int) Event {

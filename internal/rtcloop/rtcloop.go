@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
@@ -139,6 +140,34 @@ func (x Exchange) Negotiate(ctx context.Context, pc *webrtc.PeerConnection, u *u
 		return "", "", fmt.Errorf("set remote description: %w", err)
 	}
 	return location, answer, nil
+}
+
+// Delete ends the session at location (DELETE, best effort within 2 s); a status other than 2xx is an
+// error.
+func (x Exchange) Delete(location string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, location, nil)
+	if err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	if x.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+x.Token)
+	}
+	hc := x.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("delete session: status %d", resp.StatusCode)
+	}
+	return nil
 }
 
 // KeepLoopbackCandidates drops a=candidate lines whose address is not a loopback IP.

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -174,8 +173,7 @@ func (c *Client) readRTCP(sender *webrtc.RTPSender) {
 }
 
 func (c *Client) negotiate(ctx context.Context, u *url.URL) error {
-	x := rtcloop.Exchange{HTTP: c.http, Token: c.opts.Token, LoopbackOnly: c.opts.LoopbackOnly}
-	loc, answer, err := x.Negotiate(ctx, c.pc, u)
+	loc, answer, err := c.exchange().Negotiate(ctx, c.pc, u)
 	if err != nil {
 		return fmt.Errorf("whip: %w", err)
 	}
@@ -184,10 +182,9 @@ func (c *Client) negotiate(ctx context.Context, u *url.URL) error {
 	return nil
 }
 
-func (c *Client) authorize(req *http.Request) {
-	if c.opts.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
-	}
+// exchange is the client's signaling over HTTP.
+func (c *Client) exchange() rtcloop.Exchange {
+	return rtcloop.Exchange{HTTP: c.http, Token: c.opts.Token, LoopbackOnly: c.opts.LoopbackOnly}
 }
 
 // Location returns the session URL the server gave in its 201 answer ("" if none).
@@ -237,22 +234,8 @@ func (c *Client) Close() error {
 	var errs []error
 	c.closeOnce.Do(func() {
 		if c.location != "" {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.location, nil)
-			if err == nil {
-				c.authorize(req)
-				var resp *http.Response
-				if resp, err = c.http.Do(req); err == nil {
-					_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-					resp.Body.Close()
-					if resp.StatusCode/100 != 2 {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-			}
-			cancel()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("whip: delete session: %w", err))
+			if err := c.exchange().Delete(c.location); err != nil {
+				errs = append(errs, fmt.Errorf("whip: %w", err))
 			}
 		}
 		errs = append(errs, c.closeTransport())
