@@ -100,31 +100,13 @@ func runLatency(ctx context.Context, c latencyConfig, stdout io.Writer) (*latenc
 	}
 	defer bl.close()
 
-	firstKey := make(chan struct{})
-	var once sync.Once
 	dialCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	wc, err := whepclient.Dial(dialCtx, rg.whep(""), whepclient.Options{
-		LoopbackOnly: true,
-		SendPLI:      true,
-		OnFrame: func(f whepclient.Frame) {
-			if idx, t, ok := stamp.Find(f.NALUs); ok {
-				whep.add(idx, t, f.CompleteAt)
-			}
-			if f.Keyframe {
-				once.Do(func() { close(firstKey) })
-			}
-		},
-	})
+	wc, err := dialStamped(dialCtx, rg.whep(""), whep)
 	if err != nil {
 		return nil, err
 	}
 	defer wc.Close()
-	select {
-	case <-firstKey:
-	case <-dialCtx.Done():
-		return nil, fmt.Errorf("no keyframe from WHEP within 20 s (client stats %+v)", wc.Stats())
-	}
 
 	st0 := wc.Stats()
 	start := time.Now()
@@ -207,4 +189,34 @@ func printReaders(w io.Writer, readers []viewerResult, addedName string, added s
 	}
 	t.add(addedName, "", fmt.Sprint(added.N), "", ms(added.Median), ms(added.P95), ms(added.P99), ms(added.Max))
 	t.print(w)
+}
+
+// dialStamped connects a WHEP viewer to url that records each frame's stamp latency (CompleteAt − stamp)
+// in arr, and returns once its first keyframe arrived (or ctx ends).
+func dialStamped(ctx context.Context, url string, arr *arrivals) (*whepclient.Client, error) {
+	firstKey := make(chan struct{})
+	var once sync.Once
+	wc, err := whepclient.Dial(ctx, url, whepclient.Options{
+		LoopbackOnly: true,
+		SendPLI:      true,
+		OnFrame: func(f whepclient.Frame) {
+			if idx, t, ok := stamp.Find(f.NALUs); ok {
+				arr.add(idx, t, f.CompleteAt)
+			}
+			if f.Keyframe {
+				once.Do(func() { close(firstKey) })
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-firstKey:
+		return wc, nil
+	case <-ctx.Done():
+		st := wc.Stats()
+		_ = wc.Close()
+		return nil, fmt.Errorf("no keyframe from WHEP within 20 s (client stats %+v)", st)
+	}
 }

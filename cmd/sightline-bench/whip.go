@@ -22,7 +22,6 @@ import (
 	"sightline/internal/rtcloop"
 	"sightline/internal/rtsptest"
 	"sightline/internal/stamp"
-	"sightline/internal/whepclient"
 	"sightline/internal/whipclient"
 	slwebrtc "sightline/webrtc"
 )
@@ -106,29 +105,11 @@ func runWhip(ctx context.Context, c whipConfig) (*whipResult, error) {
 		<-feedErr
 	}()
 
-	firstKey := make(chan struct{})
-	var once sync.Once
-	wc, err := whepclient.Dial(dialCtx, "http://"+g.HTTPAddr()+"/whep/cam1", whepclient.Options{
-		LoopbackOnly: true,
-		SendPLI:      true,
-		OnFrame: func(f whepclient.Frame) {
-			if idx, t, ok := stamp.Find(f.NALUs); ok {
-				whep.add(idx, t, f.CompleteAt)
-			}
-			if f.Keyframe {
-				once.Do(func() { close(firstKey) })
-			}
-		},
-	})
+	wc, err := dialStamped(dialCtx, "http://"+g.HTTPAddr()+"/whep/cam1", whep)
 	if err != nil {
 		return nil, err
 	}
 	defer wc.Close()
-	select {
-	case <-firstKey:
-	case <-dialCtx.Done():
-		return nil, fmt.Errorf("no keyframe from WHEP within 20 s (client stats %+v)", wc.Stats())
-	}
 
 	start := time.Now()
 	if err := sleepCtx(ctx, c.duration); err != nil {
