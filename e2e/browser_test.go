@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -577,6 +578,65 @@ fetch(loc, {method: 'DELETE'}).then((r) => { window.__whip.close(); done(r.statu
 		b.Fatalf("DELETE: %v", err)
 	}
 	waitCamera(t, api, base, "studio", 10*time.Second, "waiting again after the publisher left", func(c cameraView) bool {
+		return c.Status.State == "waiting"
+	})
+}
+
+// The publish page sends Chromium's (synthetic) camera to a whip: camera: it lists only the whip:
+// cameras, reaches "publishing", the camera streams a picture the server decodes (frame.jpg), and Stop
+// ends the session so the camera waits again.
+func TestBrowserPublishPage(t *testing.T) {
+	checkGoroutines(t)
+	_, base := startGateway(t, playbackConfig(`
+  - {id: studio, url: "whip:"}
+  - {id: pulled, url: "rtsp://127.0.0.1:1/x"}
+`))
+	api := &http.Client{Timeout: 5 * time.Second}
+	t.Cleanup(api.CloseIdleConnections)
+	b := browsertest.Start(t, browsertest.Options{Width: 1000, Height: 800, FakeMedia: true})
+	if err := b.Navigate(base + "/publish.html?camera=studio"); err != nil {
+		b.Fatalf("%v", err)
+	}
+	if _, err := b.Poll(context.Background(), 5*time.Second, `
+const opts = [...document.getElementById('camera').options].map((o) => o.value);
+return opts.length === 1 && opts[0] === 'studio' && !document.getElementById('start').disabled;`); err != nil {
+		b.Fatalf("the page does not offer exactly the whip: camera: %v", err)
+	}
+	if _, err := b.Exec(`document.getElementById('start').click();`); err != nil {
+		b.Fatalf("%v", err)
+	}
+	if _, err := b.Poll(context.Background(), 15*time.Second, `return window.sightlinePublish.state === 'publishing';`); err != nil {
+		diag, _ := b.Exec(`return {state: window.sightlinePublish.state, error: window.sightlinePublish.error};`)
+		b.Fatalf("publish page never publishing: %v (%s)", err, diag)
+	}
+	waitCamera(t, api, base, "studio", 10*time.Second, "streaming from the page", func(c cameraView) bool {
+		return c.Status.State == "streaming" && strings.HasPrefix(c.Status.Publisher, "127.0.0.1:")
+	})
+	// The server decodes what the browser sends (libavcodec behind frame.jpg).
+	res, err := api.Get(base + "/api/v1/cameras/studio/frame.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpeg, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || len(jpeg) < 1000 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
+		t.Fatalf("frame.jpg of the published camera: %d, %d bytes", res.StatusCode, len(jpeg))
+	}
+	stats, err := b.Poll(context.Background(), 5*time.Second, `
+const v = ['stat-size', 'stat-fps', 'stat-bitrate', 'stat-encoder'].map((id) => document.getElementById(id).textContent);
+return v.every((x) => x !== '–') ? v : null;`)
+	if err != nil {
+		b.Fatalf("the page shows no sending stats: %v", err)
+	}
+	t.Logf("publishing; page stats %s; frame.jpg %d bytes", stats, len(jpeg))
+
+	if _, err := b.Exec(`document.getElementById('stop').click();`); err != nil {
+		b.Fatalf("%v", err)
+	}
+	if _, err := b.Poll(context.Background(), 10*time.Second, `return window.sightlinePublish.state === 'idle';`); err != nil {
+		b.Fatalf("Stop did not return the page to idle: %v", err)
+	}
+	waitCamera(t, api, base, "studio", 10*time.Second, "waiting after Stop", func(c cameraView) bool {
 		return c.Status.State == "waiting"
 	})
 }

@@ -35,6 +35,9 @@ func TestHandlerServesFiles(t *testing.T) {
 		{"/overlay.js", "text/javascript; charset=utf-8", "export function drawOverlay"},
 		{"/alerts.js", "text/javascript; charset=utf-8", "export class AlertFeed"},
 		{"/style.css", "text/css; charset=utf-8", ".tile"},
+		{"/publish.html", "text/html; charset=utf-8", `<script type="module" src="publish.js"></script>`},
+		{"/publish.js", "text/javascript; charset=utf-8", "window.sightlinePublish"},
+		{"/index.html?v=publish", "text/html; charset=utf-8", `href="publish.html"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {

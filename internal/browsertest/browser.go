@@ -70,6 +70,9 @@ type Browser struct {
 type Options struct {
 	// Width and Height of the browser window in CSS pixels (screenshots have this size).
 	Width, Height int
+	// FakeMedia gives getUserMedia Chromium's synthetic camera and microphone and grants them without
+	// a prompt.
+	FakeMedia bool
 }
 
 // Start launches chromedriver on a free 127.0.0.1 port and opens a headless Chromium session with the
@@ -104,7 +107,7 @@ func Start(t testing.TB, opts Options) *Browser {
 	if err != nil {
 		t.Fatalf("browsertest: %v", err)
 	}
-	if err := b.newSession(filepath.Join(dir, "profile")); err != nil {
+	if err := b.newSession(filepath.Join(dir, "profile"), opts.FakeMedia); err != nil {
 		t.Fatalf("browsertest: %v\n%s", err, b.driverLogTail())
 	}
 	if _, err := b.do(http.MethodPost, "/window/rect", map[string]int{"width": opts.Width, "height": opts.Height}); err != nil {
@@ -177,14 +180,18 @@ func (b *Browser) driverReady() bool {
 	return json.NewDecoder(res.Body).Decode(&st) == nil && st.Value.Ready
 }
 
-func (b *Browser) newSession(profile string) error {
+func (b *Browser) newSession(profile string, fakeMedia bool) error {
+	args := Args(profile)
+	if fakeMedia {
+		args = append(args, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+	}
 	caps := map[string]any{
 		"capabilities": map[string]any{
 			"alwaysMatch": map[string]any{
 				"browserName": "chrome",
 				"goog:chromeOptions": map[string]any{
 					"binary": ChromiumPath,
-					"args":   Args(profile),
+					"args":   args,
 				},
 				"goog:loggingPrefs": map[string]string{"browser": "ALL"},
 				"timeouts":          map[string]int{"script": 60000, "pageLoad": 60000, "implicit": 0},

@@ -5,7 +5,7 @@
 // feed (/ws/alerts) lists rule events; clicking a tile or an alert shows that camera large. Plain ES
 // modules (common, player, overlay, alerts), no build step, no dependencies.
 
-import { $, withAuth, pageURL, errorText, setText } from './common.js';
+import { $, withAuth, pageURL, errorText, setText, token } from './common.js';
 import { Player, META_STALE_MS, LATENCY_STALE_MS } from './player.js';
 import { clearOverlay, drawOverlay } from './overlay.js';
 import { AlertFeed } from './alerts.js';
@@ -279,6 +279,7 @@ function init() {
   applyFocus();
   $('back').href = pageURL(null);
   $('home').href = pageURL(null);
+  if (token) $('publish-link').href = `publish.html?token=${encodeURIComponent(token)}`;
   for (const a of [$('back'), $('home')]) {
     a.addEventListener('click', (ev) => {
       if (ev.button !== 0 || ev.metaKey || ev.ctrlKey || ev.shiftKey || ev.altKey) return;
