@@ -53,6 +53,11 @@ func (g *Gateway) probe(w http.ResponseWriter, r *http.Request) {
 		e.write(w)
 		return
 	}
+	if kind, _ := cameraKind(cc.URL); kind == kindWHIP {
+		(&apiError{http.StatusUnprocessableEntity, "invalid_value",
+			"a whip: camera has nothing to probe: its publisher pushes to /whip/{camera}", "url"}).write(w)
+		return
+	}
 	select {
 	case g.probeSlots <- struct{}{}:
 		defer func() { <-g.probeSlots }()

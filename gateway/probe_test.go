@@ -65,6 +65,7 @@ func TestProbe(t *testing.T) {
 		{"file outside media folder", body("file:///etc/passwd", ""), 422, "invalid_value"},
 		{"bad transport", body(srv.URL, "quic"), 422, "invalid_value"},
 		{"no url", `{"transport":"tcp"}`, 422, "invalid_value"},
+		{"whip camera", `{"url":"whip:"}`, 422, "invalid_value"},
 		{"unknown field", `{"url":"rtsp://x/y","id":"a"}`, 400, "bad_json"},
 		{"not json", `{"url":`, 400, "bad_json"},
 	} {
