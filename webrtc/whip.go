@@ -23,9 +23,9 @@ import (
 	"sightline/media"
 )
 
-// WHIP ingest (RFC 9725): a publisher POSTs a sendonly H.264 offer to /whip/{camera}; its access units are written to the camera's raw
-// media.Stream exactly as an RTSP source writes them, so viewers, analytics and the annotated track
-// cannot tell the two apart.
+// WHIP ingest (RFC 9725): a publisher POSTs a sendonly H.264 offer to /whip/{camera}; its access units
+// are written to the camera's raw media.Stream exactly as an RTSP source writes them, so viewers,
+// analytics and the annotated track cannot tell the two apart.
 
 // WHIPResolver finds the WHIPSource of a camera. The StreamResolver given to NewServer may implement
 // it; without it every WHIP request answers 404.
