@@ -435,15 +435,16 @@ func (a *Annotator) annotate(p *pipeline, f *codec.Frame) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", a.cfg.Camera, err)
 	}
+	// Counted before they are written, so that a reader holding an access unit sees it in Stats.
+	n := uint64(len(p.aus))
+	a.update(func(s *Stats) { s.Frames++; s.AccessUnits += n })
+	if p.cont != nil && n > 0 {
+		p.cont.written(f.PTS)
+	}
 	for i, au := range p.aus {
 		a.out.Write(au)
 		p.aus[i] = nil
 	}
-	if p.cont != nil && len(p.aus) > 0 {
-		p.cont.written(f.PTS)
-	}
-	n := uint64(len(p.aus))
-	a.update(func(s *Stats) { s.Frames++; s.AccessUnits += n })
 	return nil
 }
 
