@@ -182,7 +182,7 @@ func (d *H264Depacketizer) process(pkt *rtp.Packet, gap bool, now time.Time) {
 	if !d.open {
 		d.open, d.ts, d.nalus, d.size, d.fu = true, pkt.Timestamp, nil, 0, nil
 		// After a gap a new access unit is only known whole when it visibly starts at its beginning.
-		d.damaged = gap && !startsAU(pkt.Payload)
+		d.damaged = gap && !StartsAccessUnit(pkt.Payload)
 		d.pts = d.unwrap(pkt.Timestamp)
 	} else if gap {
 		d.damaged = true
@@ -334,11 +334,11 @@ func (d *H264Depacketizer) finish(now time.Time) {
 	})
 }
 
-// startsAU reports whether an RTP H.264 payload visibly begins an access unit: its first NAL unit is
+// StartsAccessUnit reports whether an RTP H.264 payload visibly begins an access unit: its first NAL unit is
 // one that only precedes the first slice (SEI, SPS, PPS, AUD: H.264 7.4.1.2.3) or is a slice with
 // first_mb_in_slice = 0 (ue(v) 0 is the single bit 1), as a single NAL unit packet, the first NAL unit of
 // a STAP-A (RFC 6184 §5.7.1) or the start fragment of an FU-A (§5.8).
-func startsAU(p []byte) bool {
+func StartsAccessUnit(p []byte) bool {
 	if len(p) < 2 {
 		return false
 	}

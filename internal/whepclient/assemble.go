@@ -6,6 +6,8 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
+
+	slwebrtc "sightline/webrtc"
 )
 
 // assembler groups RTP packets of one H.264 track into access units: packets with the same timestamp
@@ -63,7 +65,8 @@ func (a *assembler) push(pkt *rtp.Packet, now time.Time) {
 		a.nalus = nil
 		a.npackets = 0
 		// After a gap a new access unit is only known intact when it visibly starts at its beginning.
-		a.damaged = gapped && !startsAU(pkt.Payload)
+		// (Senders such as pion drop access unit delimiters, so the payload itself must tell.)
+		a.damaged = gapped && !slwebrtc.StartsAccessUnit(pkt.Payload)
 	}
 	a.npackets++
 	if len(pkt.Payload) > 0 {
@@ -77,39 +80,6 @@ func (a *assembler) push(pkt *rtp.Packet, now time.Time) {
 	if pkt.Marker {
 		a.finish(now)
 	}
-}
-
-// startsAU reports whether an RTP H.264 payload visibly begins an access unit: its first NAL unit is
-// one that only precedes the first slice (SEI, SPS, PPS, AUD: H.264 7.4.1.2.3) or is a slice with
-// first_mb_in_slice = 0 (ue(v) 0 is the single bit 1), as a single NAL unit packet, the first NAL unit of
-// a STAP-A (RFC 6184 §5.7.1) or the start fragment of an FU-A (§5.8). Needed because senders such as
-// pion drop access unit delimiters.
-func startsAU(p []byte) bool {
-	if len(p) < 2 {
-		return false
-	}
-	var typ, next byte
-	switch p[0] & 0x1f {
-	case 24: // STAP-A: header, 2-byte size, NAL header, first payload byte
-		if len(p) < 5 {
-			return false
-		}
-		typ, next = p[3]&0x1f, p[4]
-	case 28: // FU-A: indicator, FU header (start bit, type), first payload byte
-		if len(p) < 3 || p[1]&0x80 == 0 {
-			return false
-		}
-		typ, next = p[1]&0x1f, p[2]
-	default:
-		typ, next = p[0]&0x1f, p[1]
-	}
-	switch typ {
-	case 6, 7, 8, 9:
-		return true
-	case 1, 5:
-		return next&0x80 != 0
-	}
-	return false
 }
 
 func (a *assembler) finish(now time.Time) {
