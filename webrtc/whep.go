@@ -97,30 +97,45 @@ func sessionPath(camera, id string) string {
 func (s *Server) handlePost(variant string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		camera := r.PathValue("camera")
-		if e := checkContentType(r, contentTypeSDP); e != nil {
-			writeError(w, e)
+		offer, ok := readOffer(w, r)
+		if !ok {
 			return
 		}
-		body, e := readBody(w, r)
-		if e != nil {
-			writeError(w, e)
-			return
-		}
-		sess, answer, err := s.createSession(r.Context(), sessionRequest{camera: camera, variant: variant, offer: string(body)})
+		sess, answer, err := s.createSession(r.Context(), sessionRequest{camera: camera, variant: variant, offer: offer})
 		if err != nil {
 			ae := asAPIError(err)
 			s.log.Info("whep offer refused", "camera", camera, "variant", variant, "status", ae.status, "code", ae.code, "err", ae.msg)
 			writeError(w, ae)
 			return
 		}
-		h := w.Header()
-		s.addLinkHeaders(h)
-		h.Set("Content-Type", contentTypeSDP)
-		h.Set("Location", sessionPath(camera, sess.id))
-		h.Set("ETag", sess.etag)
-		w.WriteHeader(http.StatusCreated)
-		_, _ = io.WriteString(w, answer)
+		s.writeAnswer(w, sessionPath(camera, sess.id), sess.etag, answer)
 	}
+}
+
+// readOffer reads a POSTed SDP offer (WHEP or WHIP), answering the request itself when it cannot.
+func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if e := checkContentType(r, contentTypeSDP); e != nil {
+		writeError(w, e)
+		return "", false
+	}
+	body, e := readBody(w, r)
+	if e != nil {
+		writeError(w, e)
+		return "", false
+	}
+	return string(body), true
+}
+
+// writeAnswer answers an accepted offer: 201 with the SDP answer, the session's Location and ETag, and
+// the ICE server Link headers.
+func (s *Server) writeAnswer(w http.ResponseWriter, location, etag, answer string) {
+	h := w.Header()
+	s.addLinkHeaders(h)
+	h.Set("Content-Type", contentTypeSDP)
+	h.Set("Location", location)
+	h.Set("ETag", etag)
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
 }
 
 // addLinkHeaders advertises the configured ICE servers (RFC 9725 §4.6, RFC 8288 Link).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -583,29 +582,18 @@ func (s *Server) lookupPublisher(camera, id string) *publisher {
 
 func (s *Server) handleWHIPPost(w http.ResponseWriter, r *http.Request) {
 	camera := r.PathValue("camera")
-	if e := checkContentType(r, contentTypeSDP); e != nil {
-		writeError(w, e)
+	offer, ok := readOffer(w, r)
+	if !ok {
 		return
 	}
-	body, e := readBody(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	p, answer, err := s.createPublisher(r.Context(), camera, string(body), r.RemoteAddr)
+	p, answer, err := s.createPublisher(r.Context(), camera, offer, r.RemoteAddr)
 	if err != nil {
 		ae := asAPIError(err)
 		s.log.Info("whip offer refused", "camera", camera, "status", ae.status, "code", ae.code, "err", ae.msg)
 		writeError(w, ae)
 		return
 	}
-	h := w.Header()
-	s.addLinkHeaders(h)
-	h.Set("Content-Type", contentTypeSDP)
-	h.Set("Location", whipSessionPath(camera, p.id))
-	h.Set("ETag", p.etag)
-	w.WriteHeader(http.StatusCreated)
-	_, _ = io.WriteString(w, answer)
+	s.writeAnswer(w, whipSessionPath(camera, p.id), p.etag, answer)
 }
 
 // handleWHIPPatch adds trickled remote candidates (RFC 9725 §4.3.1); ICE restarts answer 501.
