@@ -102,14 +102,7 @@ func (x Exchange) Negotiate(ctx context.Context, pc *webrtc.PeerConnection, u *u
 		return "", "", fmt.Errorf("build offer request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/sdp")
-	if x.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+x.Token)
-	}
-	hc := x.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := x.do(req)
 	if err != nil {
 		return "", "", fmt.Errorf("post offer to %s: %w", u.Redacted(), err)
 	}
@@ -151,14 +144,7 @@ func (x Exchange) Delete(location string) error {
 	if err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
-	if x.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+x.Token)
-	}
-	hc := x.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
+	resp, err := x.do(req)
 	if err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
@@ -168,6 +154,18 @@ func (x Exchange) Delete(location string) error {
 		return fmt.Errorf("delete session: status %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// do sends req with the exchange's token on its HTTP client (http.DefaultClient when unset).
+func (x Exchange) do(req *http.Request) (*http.Response, error) {
+	if x.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+x.Token)
+	}
+	hc := x.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return hc.Do(req)
 }
 
 // KeepLoopbackCandidates drops a=candidate lines whose address is not a loopback IP.
