@@ -134,3 +134,26 @@ func runSink(t *testing.T, name string, deliver func(context.Context)) (stop fun
 	t.Cleanup(stop)
 	return stop
 }
+
+// publishMixed publishes n events to hub, cycling through four kinds: street/person and yard/person pass
+// a {cameras: street, yard; classes: person} filter, garden/person (camera) and yard/car (class) do
+// not. It returns the ones that pass, in order.
+func publishMixed(hub *Hub, n int) (want []Event) {
+	for i := range n {
+		var e Event
+		switch i % 4 {
+		case 0:
+			e = event(hub, "street", "person", i)
+			want = append(want, e)
+		case 1:
+			e = event(hub, "garden", "person", i) // camera filtered out
+		case 2:
+			e = event(hub, "yard", "car", i) // class filtered out
+		case 3:
+			e = event(hub, "yard", "person", i)
+			want = append(want, e)
+		}
+		hub.Publish(e)
+	}
+	return want
+}

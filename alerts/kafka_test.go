@@ -105,23 +105,7 @@ func TestKafkaProducesEventsAsRecords(t *testing.T) {
 	stop := runKafka(t, k, hub)
 	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return k.Stats().Connected })
 
-	var want []Event
-	for i := range 16 {
-		var e Event
-		switch i % 4 {
-		case 0:
-			e = event(hub, "street", "person", i)
-			want = append(want, e)
-		case 1:
-			e = event(hub, "garden", "person", i) // camera filtered out
-		case 2:
-			e = event(hub, "yard", "car", i) // class filtered out
-		case 3:
-			e = event(hub, "yard", "person", i)
-			want = append(want, e)
-		}
-		hub.Publish(e)
-	}
+	want := publishMixed(hub, 16)
 	testenv.WaitFor(t, 10*time.Second, "8 events sent", func() bool { return k.Stats().Sent == uint64(len(want)) })
 	recs := consume(t, c.ListenAddrs(), DefaultKafkaTopic, len(want))
 	if len(recs) != len(want) {

@@ -45,23 +45,7 @@ func TestMQTTPublishesEventsInOrder(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "connected", func() bool { return m.Stats().Connected })
 	testenv.WaitFor(t, 10*time.Second, "online", func() bool { return len(sub.Messages("/available")) == 1 })
 
-	var want []Event
-	for i := range 12 {
-		var e Event
-		switch i % 4 {
-		case 0:
-			e = event(hub, "street", "person", i)
-			want = append(want, e)
-		case 1:
-			e = event(hub, "garden", "person", i) // camera filtered out
-		case 2:
-			e = event(hub, "yard", "car", i) // class filtered out
-		case 3:
-			e = event(hub, "yard", "person", i)
-			want = append(want, e)
-		}
-		hub.Publish(e)
-	}
+	want := publishMixed(hub, 12)
 	testenv.WaitFor(t, 10*time.Second, "6 events", func() bool { return len(sub.Messages("/events")) == len(want) })
 	got := sub.Messages("/events")
 	for i, e := range want {
