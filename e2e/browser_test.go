@@ -24,11 +24,7 @@ import (
 // WHEP session (DELETE on unload).
 func TestBrowserPlaysCameraOverWHEP(t *testing.T) {
 	checkGoroutines(t)
-	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
-	_, base := startGateway(t, playbackConfig(`
-  - id: street
-    url: file://%s
-`, asset))
+	base := startStreetPlayback(t)
 	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
 	api := &http.Client{Timeout: 5 * time.Second}
 	t.Cleanup(api.CloseIdleConnections)
@@ -267,11 +263,7 @@ func TestBrowserRecoversWhenCameraReturns(t *testing.T) {
 // PeerConnection, negotiates a new session on its own and plays again.
 func TestBrowserReconnectsWhenSessionEnds(t *testing.T) {
 	checkGoroutines(t)
-	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
-	_, base := startGateway(t, playbackConfig(`
-  - id: street
-    url: file://%s
-`, asset))
+	base := startStreetPlayback(t)
 	b := browsertest.Start(t, browsertest.Options{Width: 1280, Height: 900})
 	api := &http.Client{Timeout: 5 * time.Second}
 	t.Cleanup(api.CloseIdleConnections)
@@ -422,11 +414,7 @@ const [id, done] = arguments;
 // under the video m-line, since a browser ignores those of a rejected m-line.
 func TestBrowserAudioFirstWHEPPlayer(t *testing.T) {
 	checkGoroutines(t)
-	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
-	_, base := startGateway(t, playbackConfig(`
-  - id: street
-    url: file://%s
-`, asset))
+	base := startStreetPlayback(t)
 	b := browsertest.Start(t, browsertest.Options{Width: 640, Height: 480})
 	if err := b.Navigate(base + "/healthz"); err != nil { // same origin, no UI player of its own
 		b.Fatalf("%v", err)

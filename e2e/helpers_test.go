@@ -17,6 +17,7 @@ import (
 
 	"sightline/gateway"
 	"sightline/internal/browsertest"
+	"sightline/internal/testenv"
 )
 
 // startGateway starts a gateway from configYAML (paths relative to a temp folder) and closes it when
@@ -247,6 +248,18 @@ func screenshot(t *testing.T, b *browsertest.Browser, name string) string {
 	}
 	t.Logf("screenshot: %s", path)
 	return path
+}
+
+// startStreetPlayback starts a playback gateway (playbackConfig) with one camera, street, looping the
+// street clip from a file, and returns its base URL.
+func startStreetPlayback(t *testing.T) string {
+	t.Helper()
+	asset := testenv.Asset(t, "camera/cam_street_1280x720_25fps.h264")
+	_, base := startGateway(t, playbackConfig(`
+  - id: street
+    url: file://%s
+`, asset))
+	return base
 }
 
 // playbackConfig is the gateway configuration of the playback tests and benchmarks: HTTP and WebRTC on
